@@ -1,0 +1,564 @@
+"""The local stand-in fleet: real sshd hosts, nginx, etcd, Alertmanager, PostgreSQL and Airflow.
+
+Everything runs as native processes on loopback. Each daemon is started in its own
+process group and its PID is recorded under ``$GANTRY_STATE/pids``; ``down`` stops exactly
+those groups. Hosts are sshd daemons, each PID 1 of its own PID/mount/UTS namespaces with
+its own /srv, /tmp, /var/log and /root, bound to its own 127.0.0.N:2222.
+
+    python fleet/fleetctl.py up            # fleet daemons (idempotent)
+    python fleet/fleetctl.py airflow-up    # PostgreSQL + Airflow components
+    python fleet/fleetctl.py bootstrap 1.0.0
+    python fleet/fleetctl.py status
+    python fleet/fleetctl.py down
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "fleet"))
+import artifacts  # noqa: E402
+
+STATE = Path(os.environ.get("GANTRY_STATE", "/var/lib/gantry-local"))
+PIDS = STATE / "pids"
+INVENTORY = REPO / "config" / "inventory.yaml"
+
+LB_HOST = "127.0.0.10"
+SSH_PORT = 2222
+NGINX_LB_PORTS = {"demo": 18080}
+ARTIFACT_PORT = 18081
+ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
+ALERTMANAGER_PORT = 19093
+PG_PORT = 15432
+AIRFLOW_PORT = 8080
+DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
+
+
+# ---------------------------------------------------------------- helpers
+def log(msg: str) -> None:
+    print(f"[fleet] {msg}", flush=True)
+
+
+def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def read_pid(name: str) -> int | None:
+    path = PIDS / f"{name}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    return pid if pid_alive(pid) else None
+
+
+def spawn(name: str, cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> int:
+    """Start a daemon in its own session/process group, log to logs/<name>.log, record its PID."""
+    if read_pid(name):
+        return read_pid(name)
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    out = open(STATE / "logs" / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env, cwd=cwd,
+    )
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(name: str, timeout: float = 15) -> None:
+    path = PIDS / f"{name}.pid"
+    if not path.exists():
+        return
+    pid = int(path.read_text())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)  # the whole group: Airflow components fork workers
+        except ProcessLookupError:
+            break
+        deadline = time.time() + timeout
+        while time.time() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if not pid_alive(pid):
+            break
+    path.unlink(missing_ok=True)
+
+
+def wait_tcp(host: str, port: int, timeout: float = 30, name: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{name or host}:{port} did not come up within {timeout}s; see {STATE}/logs")
+
+
+def wait_http(url: str, timeout: float = 60, name: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"{name or url} not healthy within {timeout}s; see {STATE}/logs")
+
+
+def inventory_hosts() -> list[dict]:
+    inv = yaml.safe_load(INVENTORY.read_text())
+    hosts = []
+    for env, apps in inv["environments"].items():
+        for app, entries in apps.items():
+            for h in entries:
+                hosts.append({**h, "env": env, "app": app})
+    return hosts
+
+
+def app_config(app: str) -> dict:
+    return yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())["apps"][app]
+
+
+# ---------------------------------------------------------------- ssh identity
+def ensure_keys() -> None:
+    ssh = STATE / "ssh"
+    ssh.mkdir(parents=True, exist_ok=True)
+    os.chmod(STATE, 0o755)
+    if not (ssh / "id_ed25519").exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gantry", "-f", str(ssh / "id_ed25519"))
+
+
+def host_key(hostdir: Path) -> str:
+    key = hostdir / "ssh_host_ed25519_key"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    return (hostdir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+
+
+SSHD_CONFIG = """\
+ListenAddress {address}:{port}
+HostKey {host_key}
+PidFile none
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AuthorizedKeysFile {authorized_keys}
+MaxStartups 100:30:200
+MaxSessions 50
+AcceptEnv LANG
+Subsystem sftp internal-sftp
+"""
+
+HOST_INIT = """\
+#!/bin/sh
+# PID 1 of one stand-in host: give it its own filesystem view, then become sshd.
+set -e
+D="$1"; NAME="$2"
+mount --bind "$D/etc-ssh" /etc/ssh
+mount --bind "$D/srv" /srv
+mount --bind "$D/var-log" /var/log
+mount --bind "$D/root" /root
+mount -t tmpfs tmpfs /run
+mkdir -p /run/sshd
+mount -t tmpfs tmpfs /tmp
+hostname "$NAME"
+exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config
+"""
+
+
+def host_dir(name: str) -> Path:
+    return STATE / "hosts" / name
+
+
+def prepare_host(h: dict, pubkey: str) -> list[str]:
+    d = host_dir(h["name"])
+    for sub in ("etc-ssh", "srv", "var-log", "root/.ssh"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(d / "root", 0o700)
+    ktype, kdata = host_key(d / "etc-ssh")
+    (d / "root/.ssh/authorized_keys").write_text(pubkey)
+    (d / "etc-ssh/sshd_config").write_text(SSHD_CONFIG.format(
+        address=h["address"], port=h.get("ssh_port", SSH_PORT),
+        host_key="/etc/ssh/ssh_host_ed25519_key", authorized_keys="/root/.ssh/authorized_keys"))
+    (d / "init.sh").write_text(HOST_INIT)
+    # What configuration management would have put on a real host: the app's environment.
+    cfg = app_config(h["app"])
+    shared = d / "srv" / cfg["install_root"].removeprefix("/srv/") / "shared"
+    (shared).mkdir(parents=True, exist_ok=True)
+    (d / "srv" / cfg["install_root"].removeprefix("/srv/") / "releases").mkdir(exist_ok=True)
+    (shared / "app.env").write_text(
+        f"GANTRY_APP={h['app']}\nGANTRY_ENV={h['env']}\nHOST_NAME={h['name']}\n"
+        f"BIND_ADDR={h['address']}\nPORT={cfg['port']}\n"
+        f"ETCD_URL=http://127.0.0.1:{ETCD_PORT}\n")
+    return [f"[{h['address']}]:{h.get('ssh_port', SSH_PORT)}", ktype, kdata]
+
+
+def start_host(h: dict) -> None:
+    d = host_dir(h["name"])
+    spawn(f"host-{h['name']}", [
+        "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child",
+        "sh", str(d / "init.sh"), str(d), h["name"]])
+
+
+def stop_host(name: str) -> None:
+    """sshd is PID 1 of the host's namespace: ending it ends everything deployed there."""
+    pid = read_pid(f"host-{name}")
+    if pid:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for c in children:
+            try:
+                os.kill(int(c), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    stop(f"host-{name}", timeout=5)
+
+
+# ---------------------------------------------------------------- nginx
+def upstream_file(app: str) -> Path:
+    return STATE / "nginx" / "upstreams" / f"{app}.conf"
+
+
+def write_nginx_conf(hosts: list[dict]) -> None:
+    n = STATE / "nginx"
+    for sub in ("upstreams", "logs", "temp"):
+        (n / sub).mkdir(parents=True, exist_ok=True)
+    servers = []
+    for app, port in NGINX_LB_PORTS.items():
+        ups = upstream_file(app)
+        app_hosts = [h for h in hosts if h["app"] == app]
+        if not ups.exists():  # keep the live state across `up` runs
+            ups.write_text("".join(
+                f"server {h['address']}:{app_config(app)['port']};\n" for h in app_hosts))
+        servers.append(f"""
+    upstream {app} {{
+        include {ups};
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        access_log {n}/logs/{app}.access.log;
+        location / {{
+            proxy_pass http://{app};
+            # Do not hide upstream failures by retrying elsewhere: a drain that is not
+            # graceful must show up as failed requests.
+            proxy_next_upstream off;
+            proxy_connect_timeout 2s;
+        }}
+    }}""")
+    (n / "nginx.conf").write_text(f"""
+pid {n}/nginx.pid;
+error_log {n}/logs/error.log;
+worker_processes 1;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {n}/temp/body;
+    proxy_temp_path {n}/temp/proxy;
+    fastcgi_temp_path {n}/temp/fastcgi;
+    uwsgi_temp_path {n}/temp/uwsgi;
+    scgi_temp_path {n}/temp/scgi;
+    access_log off;
+    keepalive_timeout 5s;
+    {''.join(servers)}
+    server {{
+        # The artifact repository: <app>/<version>/<file> and <file>.sha256
+        listen 127.0.0.1:{ARTIFACT_PORT};
+        root {STATE}/artifacts;
+        autoindex on;
+    }}
+}}
+""")
+
+
+# ---------------------------------------------------------------- components
+def up() -> None:
+    t0 = time.time()
+    ensure_keys()
+    pubkey = (STATE / "ssh/id_ed25519.pub").read_text()
+    hosts = inventory_hosts()
+    known = [prepare_host(h, pubkey) for h in hosts]
+
+    # The LB box: sshd on the real filesystem, where nginx's config lives.
+    lb = STATE / "lb"
+    lb.mkdir(exist_ok=True)
+    ktype, kdata = host_key(lb)
+    (lb / "authorized_keys").write_text(pubkey)
+    (lb / "sshd_config").write_text(SSHD_CONFIG.format(
+        address=LB_HOST, port=SSH_PORT, host_key=lb / "ssh_host_ed25519_key",
+        authorized_keys=lb / "authorized_keys"))
+    known.append([f"[{LB_HOST}]:{SSH_PORT}", ktype, kdata])
+    (STATE / "ssh/known_hosts").write_text("".join(" ".join(k) + "\n" for k in known))
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    spawn("lb-sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(lb / "sshd_config")])
+    for h in hosts:
+        start_host(h)
+
+    (STATE / "artifacts").mkdir(exist_ok=True)
+    for v in DEMO_VERSIONS:
+        if not (STATE / "artifacts/demo" / v).exists():
+            artifacts.publish_demo(STATE / "artifacts", v)
+    write_nginx_conf(hosts)
+    n = STATE / "nginx"
+    spawn("nginx", ["nginx", "-e", str(n / "logs/error.log"), "-c", str(n / "nginx.conf"), "-g", "daemon off;"])
+
+    spawn("etcd", [
+        "etcd", "--name", "gantry", "--data-dir", str(STATE / "etcd"),
+        "--listen-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
+        "--advertise-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
+        "--listen-peer-urls", f"http://127.0.0.1:{ETCD_PEER_PORT}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{ETCD_PEER_PORT}",
+        "--initial-cluster", f"gantry=http://127.0.0.1:{ETCD_PEER_PORT}",
+        "--initial-cluster-state", "new", "--log-level", "warn"])
+
+    am = STATE / "alertmanager"
+    am.mkdir(exist_ok=True)
+    (am / "alertmanager.yml").write_text(
+        "route:\n  receiver: fleet\nreceivers:\n  - name: fleet\n")
+    spawn("alertmanager", [
+        "prometheus-alertmanager", f"--config.file={am / 'alertmanager.yml'}",
+        f"--storage.path={am / 'data'}", f"--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}",
+        "--cluster.listen-address="])
+
+    for h in hosts:
+        wait_tcp(h["address"], h.get("ssh_port", SSH_PORT), name=h["name"])
+    wait_tcp(LB_HOST, SSH_PORT, name="lb-sshd")
+    for port in list(NGINX_LB_PORTS.values()) + [ARTIFACT_PORT]:
+        wait_tcp("127.0.0.1", port, name="nginx")
+    wait_http(f"http://127.0.0.1:{ETCD_PORT}/health", name="etcd")
+    wait_http(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready", name="alertmanager")
+    log(f"fleet up: {len(hosts)} hosts, nginx, etcd, alertmanager, artifacts in {time.time() - t0:.2f}s")
+
+
+def fleet_down() -> None:
+    t0 = time.time()
+    for h in inventory_hosts():
+        stop_host(h["name"])
+    for name in ("lb-sshd", "nginx", "etcd", "alertmanager"):
+        stop(name)
+    log(f"fleet down in {time.time() - t0:.2f}s")
+
+
+# ---------------------------------------------------------------- PostgreSQL + Airflow
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def postgres_up() -> None:
+    data = STATE / "pg"
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        shutil.chown(data, "postgres", "postgres")
+        sh("runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data),
+           "-A", "trust", "-U", "postgres", "--no-sync")
+    sock = STATE / "pgsock"
+    sock.mkdir(exist_ok=True)
+    shutil.chown(sock, "postgres", "postgres")
+    if not read_pid("postgres"):
+        spawn("postgres", ["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(data),
+                           "-p", str(PG_PORT), "-c", "listen_addresses=127.0.0.1",
+                           "-c", f"unix_socket_directories={sock}", "-c", "max_connections=300",
+                           "-c", "fsync=off"])
+    wait_tcp("127.0.0.1", PG_PORT, name="postgres")
+    for _ in range(50):
+        if sh(str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(PG_PORT), check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    psql = ["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-p", str(PG_PORT), "-tAc"]
+    if sh(*psql, "SELECT 1 FROM pg_roles WHERE rolname='airflow'").stdout.strip() != "1":
+        sh(*psql, "CREATE ROLE airflow LOGIN PASSWORD 'airflow'")
+    if sh(*psql, "SELECT 1 FROM pg_database WHERE datname='airflow'").stdout.strip() != "1":
+        sh(*psql, "CREATE DATABASE airflow OWNER airflow")
+
+
+def airflow_env() -> dict[str, str]:
+    """Airflow settings for the local install, and the Connections Gantry uses."""
+    secrets = STATE / "airflow-secrets.json"
+    if not secrets.exists():
+        secrets.write_text(json.dumps({k: os.urandom(24).hex() for k in ("jwt", "api")}))
+        os.chmod(secrets, 0o600)
+    s = json.loads(secrets.read_text())
+    from cryptography.fernet import Fernet  # an Airflow dependency
+    if "fernet" not in s:
+        s["fernet"] = Fernet.generate_key().decode()
+        secrets.write_text(json.dumps(s))
+    home = STATE / "airflow"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "16",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": s["fernet"],
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{AIRFLOW_PORT}/execution/",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+            f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{PG_PORT}/airflow",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{AIRFLOW_PORT}",
+        "AIRFLOW__API__PORT": str(AIRFLOW_PORT),
+        "AIRFLOW__API__SECRET_KEY": s["api"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt"],
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+        "AIRFLOW__TRIGGERER__CAPACITY": "1000",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "PYTHONPATH": str(REPO / "include"),
+        "GANTRY_CONFIG": str(REPO / "config" / "gantry.yaml"),
+    }
+    key = STATE / "ssh/id_ed25519"
+    known = STATE / "ssh/known_hosts"
+    conns = {
+        # One SSH identity for every host; the host address comes from the CMDB at run time.
+        "gantry_ssh": {"conn_type": "ssh", "login": "root", "port": SSH_PORT,
+                       "extra": {"key_file": str(key), "known_hosts": str(known)}},
+        "gantry_lb": {"conn_type": "ssh", "host": LB_HOST, "login": "root", "port": SSH_PORT,
+                      "extra": {"key_file": str(key), "known_hosts": str(known),
+                                "nginx_conf": str(STATE / "nginx/nginx.conf"),
+                                "upstream_dir": str(STATE / "nginx/upstreams")}},
+        "gantry_registry": {"conn_type": "http", "host": "127.0.0.1", "port": ETCD_PORT, "schema": "http",
+                            "extra": {"prefix": "/gantry/registry"}},
+        "gantry_alertmanager": {"conn_type": "http", "host": "127.0.0.1", "port": ALERTMANAGER_PORT,
+                                "schema": "http"},
+        "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
+                             "schema": "http"},
+    }
+    for conn_id, c in conns.items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(c)
+    return env
+
+
+def airflow_cmd() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+AIRFLOW_COMPONENTS = {
+    "airflow-api-server": ["api-server", "--port", str(AIRFLOW_PORT)],
+    "airflow-scheduler": ["scheduler"],
+    "airflow-dag-processor": ["dag-processor"],
+    "airflow-triggerer": ["triggerer"],
+}
+
+
+def write_env_file() -> Path:
+    env = airflow_env()
+    path = STATE / "airflow.env"
+    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    return path
+
+
+def airflow_up() -> None:
+    t0 = time.time()
+    postgres_up()
+    write_env_file()
+    env = {**os.environ, **airflow_env()}
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    pw = home / "passwords.json"
+    if not pw.exists():
+        pw.write_text(json.dumps({"admin": "admin"}))
+    subprocess.run([airflow_cmd(), "db", "migrate"], env=env, check=True,
+                   stdout=open(STATE / "logs/airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
+    for name, args in AIRFLOW_COMPONENTS.items():
+        spawn(name, [airflow_cmd(), *args], env=env)
+    wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", timeout=120, name="airflow api")
+    log(f"airflow up in {time.time() - t0:.1f}s: http://127.0.0.1:{AIRFLOW_PORT} (admin / admin)")
+
+
+def airflow_down() -> None:
+    for name in AIRFLOW_COMPONENTS:
+        stop(name, timeout=20)
+    stop("postgres")
+
+
+# ---------------------------------------------------------------- deploy a baseline directly
+def ssh_cmd(h: dict) -> list[str]:
+    return ["ssh", "-i", str(STATE / "ssh/id_ed25519"), "-o", f"UserKnownHostsFile={STATE}/ssh/known_hosts",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(h.get("ssh_port", SSH_PORT)),
+            f"root@{h['address']}"]
+
+
+def bootstrap(version: str, env_name: str = "test", app: str = "demo") -> None:
+    """First install of an app on fresh hosts (not graceful: nothing is serving yet)."""
+    cfg = app_config(app)
+    pkg = cfg["package"].format(version=version)
+    url = f"http://127.0.0.1:{ARTIFACT_PORT}/{app}/{version}/{pkg}"
+    root = cfg["install_root"]
+    procs = []
+    for h in inventory_hosts():
+        if h["env"] != env_name or h["app"] != app:
+            continue
+        script = f"""set -e
+cd {root}
+if [ "$(readlink current 2>/dev/null)" != "releases/{version}" ] || ! curl -fsS -m 2 http://{h['address']}:{cfg['port']}{cfg['health_path']} >/dev/null 2>&1; then
+  [ -e current ] && (cd current && {cfg['stop_command']}) || true
+  rm -rf releases/{version} && mkdir -p releases/{version}
+  curl -fsS {url} -o /tmp/{pkg} && tar -xzf /tmp/{pkg} -C releases/{version} && rm -f /tmp/{pkg}
+  ln -sfn releases/{version} current.new && mv -T current.new current
+  cd current && {cfg['start_command']}
+fi"""
+        procs.append((h, subprocess.Popen(ssh_cmd(h) + [script], stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True)))
+    for h, p in procs:
+        out, _ = p.communicate(timeout=60)
+        if p.returncode:
+            raise SystemExit(f"bootstrap on {h['name']} failed: {out}")
+    for h, _ in procs:
+        wait_http(f"http://{h['address']}:{cfg['port']}{cfg['health_path']}", timeout=30, name=h["name"])
+    log(f"{app} {version} running on {len(procs)} {env_name} hosts")
+
+
+def status() -> None:
+    names = sorted(p.stem for p in PIDS.glob("*.pid")) if PIDS.exists() else []
+    for n in names:
+        print(f"{n:32s} {'up' if read_pid(n) else 'DOWN'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command", choices=["up", "down", "airflow-up", "airflow-down", "bootstrap", "status",
+                                        "env-file"])
+    ap.add_argument("version", nargs="?", default="1.0.0")
+    a = ap.parse_args()
+    if a.command == "up":
+        up()
+    elif a.command == "down":
+        airflow_down()
+        fleet_down()
+    elif a.command == "airflow-up":
+        airflow_up()
+    elif a.command == "airflow-down":
+        airflow_down()
+    elif a.command == "bootstrap":
+        bootstrap(a.version)
+    elif a.command == "env-file":
+        print(write_env_file())
+    else:
+        status()
+
+
+if __name__ == "__main__":
+    main()
