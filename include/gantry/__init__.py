@@ -1,0 +1,1 @@
+"""Gantry: graceful, in-place releases of services to fleets of hosts, on Apache Airflow."""

@@ -1,0 +1,113 @@
+"""Gantry's declarative configuration (config/gantry.yaml): apps and environments.
+
+Plain Python: DAG files read it at parse time (a local file, no network), operators at run time.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "gantry.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration or a request is inconsistent with it."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    startup: float = 60
+    drain: float = 30
+    quiet_period: float = 5
+    command: float = 120
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    package: str
+    install_root: str
+    port: int
+    start_command: str
+    stop_command: str
+    pid_file: str
+    health_path: str = "/health"
+    version_path: str | None = "/version"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    silence_minutes: int = 60
+    keep_releases: int = 5
+    description: str = ""
+
+    def package_name(self, version: str) -> str:
+        return self.package.format(version=version)
+
+    @property
+    def package_kind(self) -> str:
+        for kind in ("tar.gz", "tgz", "jar", "war"):
+            if self.package.endswith("." + kind):
+                return "tar.gz" if kind == "tgz" else kind
+        raise ConfigError(f"app {self.name}: package {self.package!r} is not a .tar.gz, .jar or .war")
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    cmdb: str = "inventory"
+    batch_size: int = 1
+    retries: int = 2
+    retry_delay_seconds: float = 5
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class GantryConfig:
+    apps: dict[str, AppConfig]
+    environments: dict[str, EnvironmentConfig]
+    inventory_path: Path
+
+    def app(self, name: str) -> AppConfig:
+        try:
+            return self.apps[name]
+        except KeyError:
+            raise ConfigError(f"unknown app {name!r}; configured: {sorted(self.apps)}") from None
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise ConfigError(f"unknown environment {name!r}; configured: {sorted(self.environments)}") from None
+
+
+def _app(name: str, raw: dict[str, Any]) -> AppConfig:
+    raw = dict(raw)
+    timeouts = Timeouts(**raw.pop("timeouts", {}))
+    cfg = AppConfig(name=name, timeouts=timeouts, **raw)
+    cfg.package_kind  # validate early
+    if not cfg.install_root.startswith("/") or "'" in cfg.install_root:
+        raise ConfigError(f"app {name}: install_root must be an absolute path")
+    return cfg
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
+    apps = {name: _app(name, a) for name, a in (raw.get("apps") or {}).items()}
+    envs = {name: EnvironmentConfig(name=name, **(e or {})) for name, e in (raw.get("environments") or {}).items()}
+    if not apps or not envs:
+        raise ConfigError("configuration needs at least one app and one environment")
+    inventory = Path(raw.get("inventory", "inventory.yaml"))
+    return GantryConfig(apps=apps, environments=envs, inventory_path=base_dir / inventory)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> GantryConfig:
+    p = Path(path)
+    return parse_config(yaml.safe_load(p.read_text()) or {}, p.parent)
+
+
+def load_config(path: str | os.PathLike | None = None) -> GantryConfig:
+    p = Path(path or os.environ.get("GANTRY_CONFIG") or DEFAULT_PATH)
+    return _load(str(p), p.stat().st_mtime)

@@ -1,0 +1,47 @@
+"""The artifact repository over HTTP: ``<app>/<version>/<file>`` and ``<file>.sha256``."""
+from __future__ import annotations
+
+import re
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+
+
+class ArtifactNotFound(LookupError):
+    """The version or its checksum is not in the repository: deterministic, never retried."""
+
+
+class ArtifactRepositoryHook(HttpHook):
+    conn_name_attr = "artifacts_conn_id"
+    default_conn_name = "gantry_artifacts"
+    conn_type = "http"
+    hook_name = "Gantry artifact repository"
+
+    def __init__(self, artifacts_conn_id: str = default_conn_name, **kwargs) -> None:
+        super().__init__(method="GET", http_conn_id=artifacts_conn_id, **kwargs)
+        # Hosts may reach the repository under another address than the workers do.
+        self.host_base_url = self.get_connection(artifacts_conn_id).extra_dejson.get("host_base_url")
+
+    def _get(self, endpoint: str, method: str = "GET") -> requests.Response:
+        self.method = method
+        return self.run(endpoint, extra_options={"timeout": 10, "check_response": False})
+
+    def checksum(self, app: str, version: str, filename: str) -> str:
+        package = self._get(f"/{app}/{version}/{filename}", method="HEAD")
+        if package.status_code == 404:
+            raise ArtifactNotFound(f"{app} {version}: {filename} is not in the artifact repository")
+        package.raise_for_status()
+        resp = self._get(f"/{app}/{version}/{filename}.sha256")
+        if resp.status_code == 404:
+            raise ArtifactNotFound(f"{app} {version}: {filename}.sha256 is missing; refusing an unverifiable package")
+        resp.raise_for_status()
+        match = re.match(r"^([0-9a-f]{64})\b", resp.text.strip())
+        if not match:
+            raise ArtifactNotFound(f"{app} {version}: {filename}.sha256 is not a sha256 checksum")
+        return match.group(1)
+
+    def package_url(self, app: str, version: str, filename: str) -> str:
+        if self.base_url is None or not self.base_url:
+            self.get_conn()
+        base = (self.host_base_url or self.base_url).rstrip("/")
+        return f"{base}/{app}/{version}/{filename}"

@@ -1,0 +1,110 @@
+"""Shell scripts Gantry runs on a host over SSH, built as plain strings so they can be
+read in task logs and tested without a host.
+
+Layout on a host, under the app's ``install_root``:
+    releases/<version>/   one directory per release, kept for rollback
+    current -> releases/<version>
+    shared/               state that survives releases (pid file, logs, app.env)
+
+Exit codes carry meaning: EXIT_CHECKSUM and EXIT_NOT_FOUND are deterministic failures
+(no retry); anything else non-zero may be transient.
+"""
+from __future__ import annotations
+
+from shlex import quote
+
+from gantry.config import AppConfig
+
+EXIT_CHECKSUM = 42
+EXIT_NOT_FOUND = 43
+EXIT_UNHEALTHY = 44
+
+
+def current_version() -> str:
+    return "v=$(readlink current 2>/dev/null || true); echo \"${v#releases/}\""
+
+
+def _in_root(app: AppConfig, body: str) -> str:
+    return f"set -eu\ncd {quote(app.install_root)}\n{body}"
+
+
+def probe_script(app: AppConfig, address: str, expect_version: str | None = None) -> str:
+    """Prints three lines: current version, process state, HTTP health (and version)."""
+    base = f"http://{address}:{app.port}"
+    version_check = ""
+    if expect_version and app.version_path:
+        version_check = (f"\nserved=$(curl -fsS -m 3 {quote(base + app.version_path)} 2>/dev/null || true)\n"
+                         "echo \"served=$served\"")
+    return _in_root(app, f"""echo "current=$({current_version()})"
+if [ -f {quote(app.pid_file)} ] && kill -0 "$(cat {quote(app.pid_file)})" 2>/dev/null; then echo process=up; else echo process=down; fi
+code=$(curl -s -o /dev/null -m 3 -w '%{{http_code}}' {quote(base + app.health_path)} || true)
+echo "health=$code"{version_check}""")
+
+
+def parse_probe(output: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def stage_script(app: AppConfig, version: str, url: str, sha256: str) -> str:
+    """Download into a temporary directory, verify, unpack, then rename into place: a
+    retry or a second run finds either nothing or a complete, verified release."""
+    pkg = app.package_name(version)
+    rel = f"releases/{version}"
+    if app.package_kind == "tar.gz":
+        unpack = f'tar -xzf "$tmp/{pkg}" -C "$tmp/release"'
+    else:  # jar/war are started as-is by the app's start command
+        unpack = f'cp "$tmp/{pkg}" "$tmp/release/"'
+    return _in_root(app, f"""mkdir -p releases
+if [ -f {quote(rel)}/.gantry-sha256 ] && [ "$(cat {quote(rel)}/.gantry-sha256)" = {quote(sha256)} ]; then
+  echo "release {version} already staged and verified"; exit 0
+fi
+tmp=$(mktemp -d releases/.staging-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/release"
+code=$(curl -sS -o "$tmp/{pkg}" -w '%{{http_code}}' --retry 2 -m {int(app.timeouts.command)} {quote(url)})
+if [ "$code" = 404 ]; then echo "package not found: {url}" >&2; exit {EXIT_NOT_FOUND}; fi
+[ "$code" = 200 ] || {{ echo "download failed with HTTP $code" >&2; exit 1; }}
+actual=$(sha256sum "$tmp/{pkg}" | cut -d' ' -f1)
+if [ "$actual" != {quote(sha256)} ]; then
+  echo "sha256 mismatch for {pkg}: expected {sha256}, got $actual" >&2; exit {EXIT_CHECKSUM}
+fi
+{unpack}
+echo {quote(sha256)} > "$tmp/release/.gantry-sha256"
+rm -rf {quote(rel)}
+mv "$tmp/release" {quote(rel)}
+echo "staged {pkg} ($actual) into $(pwd)/{rel}\"""")
+
+
+def restart_script(app: AppConfig, version: str) -> str:
+    """Stop what runs now with its own stop command, switch ``current`` atomically, start."""
+    rel = f"releases/{version}"
+    return _in_root(app, f"""[ -d {quote(rel)} ] || {{ echo "release {version} is not staged" >&2; exit {EXIT_NOT_FOUND}; }}
+prev=$({current_version()})
+if [ -n "$prev" ] && [ -d current ]; then
+  echo "stopping $prev: {app.stop_command}"
+  (cd current && {app.stop_command})
+fi
+ln -sfn {quote(rel)} current.gantry-new && mv -T current.gantry-new current
+echo "current -> {rel}; starting: {app.start_command}"
+cd current && {app.start_command}""")
+
+
+def drain_script(app: AppConfig, address: str, timeout: float, settle_checks: int = 3) -> str:
+    """Wait until no TCP connection to the app's port is established, seen ``settle_checks``
+    times in a row 0.2 s apart, or until ``timeout``. Works for any app: no cooperation needed."""
+    steps = max(1, int(timeout / 0.2))
+    return f"""set -u
+quiet=0
+for i in $(seq 1 {steps}); do
+  n=$(ss -Htn state established src {quote(address)}:{app.port} | wc -l)
+  if [ "$n" -eq 0 ]; then quiet=$((quiet+1)); else quiet=0; fi
+  if [ "$quiet" -ge {settle_checks} ]; then echo "drained: no connections to {address}:{app.port}"; exit 0; fi
+  [ $((i % 10)) -eq 1 ] && echo "in flight: $n connection(s)"
+  sleep 0.2
+done
+echo "drain timeout after {timeout:g}s with $n connection(s) still open" >&2
+exit 0"""
+
+
+def list_releases_script(app: AppConfig) -> str:
+    return _in_root(app, "ls -1 releases 2>/dev/null | grep -v '^\\.' || true")
