@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from shlex import quote
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 from gantry.hooks.ssh import GantrySSHHook
 

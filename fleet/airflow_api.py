@@ -1,0 +1,69 @@
+"""Small client for Airflow's REST API (v2), used by the demo script, tests and benchmarks."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import requests
+
+BASE = os.environ.get("GANTRY_AIRFLOW_URL", "http://127.0.0.1:8080")
+TERMINAL = {"success", "failed"}
+
+
+class AirflowAPI:
+    def __init__(self, base: str = BASE, username: str = "admin", password: str | None = None) -> None:
+        self.base = base.rstrip("/")
+        if password is None:
+            state = Path(os.environ.get("GANTRY_STATE", "/var/lib/gantry-local"))
+            password = json.loads((state / "airflow/passwords.json").read_text())[username]
+        token = requests.post(f"{self.base}/auth/token", json={"username": username, "password": password},
+                              timeout=10).json()["access_token"]
+        self.s = requests.Session()
+        self.s.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, **params):
+        r = self.s.get(f"{self.base}/api/v2{path}", params=params, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=10)
+            if r.status_code == 200:
+                if r.json()["is_paused"]:
+                    self.s.patch(f"{self.base}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=10)
+                return
+            time.sleep(1)
+        raise TimeoutError(f"DAG {dag_id} not parsed within {timeout}s")
+
+    def trigger(self, dag_id: str, conf: dict) -> requests.Response:
+        return self.s.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns",
+                           json={"logical_date": None, "conf": conf}, timeout=30)
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL:
+                return state
+            time.sleep(1)
+        raise TimeoutError(f"run {run_id} still running after {timeout}s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1):
+        r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                       params={"map_index": map_index, "deserialize": True}, timeout=30)
+        return r.json().get("value") if r.status_code == 200 else None
+
+    def log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
+        r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                       params={"map_index": map_index}, headers={"Accept": "text/plain"}, timeout=30)
+        return r.text
