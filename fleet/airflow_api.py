@@ -65,5 +65,12 @@ class AirflowAPI:
 
     def log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
         r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                       params={"map_index": map_index}, headers={"Accept": "text/plain"}, timeout=30)
-        return r.text
+                       params={"map_index": map_index}, headers={"Accept": "application/x-ndjson"}, timeout=30)
+        lines = []
+        for raw in r.text.splitlines():
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            lines.append(str(event.get("event", "")))
+        return "\n".join(lines)

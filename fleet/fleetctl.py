@@ -531,6 +531,28 @@ fi"""
     log(f"{app} {version} running on {len(procs)} {env_name} hosts")
 
 
+def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
+    """Put the fleet back to a known state between tests: the version running everywhere,
+    every host in the pool and the registry, no silences."""
+    hosts = [h for h in inventory_hosts() if h["env"] == env_name and h["app"] == app]
+    upstream_file(app).write_text("".join(f"server {h['address']}:{app_config(app)['port']};\n" for h in hosts))
+    n = STATE / "nginx"
+    sh("nginx", "-s", "reload", "-c", str(n / "nginx.conf"))
+    import base64
+    prefix = f"/gantry/registry/{app}/{env_name}/disabled/"
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                       "range_end": base64.b64encode(end.encode()).decode()}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ETCD_PORT}/v3/kv/deleterange", data=body),
+                           timeout=5).read()
+    am = f"http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2"
+    for silence in json.load(urllib.request.urlopen(f"{am}/silences", timeout=5)):
+        if silence["status"]["state"] == "active":
+            urllib.request.urlopen(urllib.request.Request(f"{am}/silence/{silence['id']}", method="DELETE"),
+                                   timeout=5).read()
+    bootstrap(version, env_name, app)
+
+
 def status() -> None:
     names = sorted(p.stem for p in PIDS.glob("*.pid")) if PIDS.exists() else []
     for n in names:
@@ -539,7 +561,7 @@ def status() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["up", "down", "airflow-up", "airflow-down", "bootstrap", "status",
+    ap.add_argument("command", choices=["up", "down", "airflow-up", "airflow-down", "bootstrap", "reset", "status",
                                         "env-file"])
     ap.add_argument("version", nargs="?", default="1.0.0")
     a = ap.parse_args()
@@ -554,6 +576,8 @@ def main() -> None:
         airflow_down()
     elif a.command == "bootstrap":
         bootstrap(a.version)
+    elif a.command == "reset":
+        reset(a.version)
     elif a.command == "env-file":
         print(write_env_file())
     else:

@@ -1,0 +1,194 @@
+"""End to end: promotions of the demo app in `test`, run by the real Airflow scheduler,
+API server, DAG processor and triggerer, on the real local fleet."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state
+
+pytestmark = pytest.mark.e2e
+DAG = "gantry_promote_test"
+BASELINE = "1.0.0"
+
+
+@pytest.fixture
+def baseline(fleet, airflow):
+    """Every test starts with 1.0.0 on every host, all in rotation, nothing silenced."""
+    fleet.reset(BASELINE)
+    state = fleet_state()
+    assert set(state["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(state)
+    return state
+
+
+def run(airflow, conf: dict, timeout: float = 600) -> tuple[str, str, dict]:
+    resp = airflow.trigger(DAG, conf)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["dag_run_id"]
+    state = airflow.wait_run(DAG, run_id, timeout=timeout)
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in airflow.task_instances(DAG, run_id)}
+    return run_id, state, tis
+
+
+def host_states(tis: dict, task: str) -> dict[str, str]:
+    return {ti["rendered_map_index"]: ti["state"] for (t, _), ti in tis.items() if t == f"host_release.{task}"}
+
+
+def outcomes(airflow, run_id: str, tis: dict) -> dict[str, dict]:
+    out = {}
+    for (task, idx), ti in tis.items():
+        if task == "host_release.bring_online":
+            record = airflow.xcom(DAG, run_id, task, key="outcome", map_index=idx)
+            if record:
+                out[record["host"]] = record
+    return out
+
+
+def test_promotion_under_load_loses_no_request(baseline, airflow):
+    with LoadGenerator() as load, RotationSampler() as sampler:
+        run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0"})
+    assert state == "success"
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.1.0"}, after["versions"]
+    assert set(after["registry_instances"].values()) == {"1.1.0"}
+    assert set(after["registry_instances"]) == {h["name"] for h in after["hosts"]}
+    assert_all_in_rotation(after)
+    # Every host really went through the lifecycle, labelled with its name.
+    names = {h["name"] for h in after["hosts"]}
+    assert host_states(tis, "restart_app") == {n: "success" for n in names}
+    assert {o["outcome"] for o in outcomes(airflow, run_id, tis).values()} == {"released"}
+    # Graceful: not one failed request, with traffic during every drain and restart.
+    assert load.total >= 2000, f"only {load.total} requests were sent"
+    assert load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
+    assert set(load.versions) == {"1.0.0", "1.1.0"}
+    # Batch size 1: never more than one host out of rotation.
+    assert sampler.samples > 100
+    assert sampler.max_lb_down == 1 and sampler.max_registry_disabled == 1
+
+
+def test_batches_bound_hosts_out_of_rotation(baseline, airflow):
+    with LoadGenerator(threads=2) as load, RotationSampler() as sampler:
+        run_id, state, tis = run(airflow, {"app": "demo", "version": "1.2.0", "batch_size": 2})
+    assert state == "success"
+    assert set(fleet_state()["versions"].values()) == {"1.2.0"}
+    assert sampler.max_lb_down == 2, "batches of 2 should take two hosts out together, never more"
+    assert sampler.max_registry_disabled <= 2
+    assert load.failures == []
+    batches = {o["host"]: o["batch"] for o in outcomes(airflow, run_id, tis).values()}
+    assert sorted(batches.values()) == [0, 0, 1, 1, 2]
+
+
+def test_unknown_version_fails_before_any_host_is_touched(baseline, airflow):
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "9.9.9"})
+    assert state == "failed"
+    assert tis[("verify_artifact", -1)]["state"] == "failed"
+    assert tis[("verify_artifact", -1)]["try_number"] == 1, "a missing version is not retried"
+    assert not [t for (t, _), ti in tis.items() if t.startswith("host_release.") and ti["state"] == "success"]
+    after = fleet_state()
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+
+
+def test_tampered_artifact_stops_on_first_host(baseline, airflow, fleet):
+    from fleetctl import STATE
+    import artifacts
+
+    path = artifacts.publish_demo(STATE / "artifacts", "1.3.0")
+    path.write_bytes(path.read_bytes() + b"tampered")  # the published checksum no longer matches
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.3.0"})
+    assert state == "failed"
+    stage = host_states(tis, "stage_package")
+    assert stage["test-demo-01"] == "failed"
+    assert tis[("host_release.stage_package", 0)]["try_number"] == 1, "a checksum mismatch is not retried"
+    assert "checksum mismatch" in airflow.log(DAG, run_id, "host_release.stage_package", 0)
+    # No other host was touched: their pre-checks never ran.
+    assert all(s != "success" for h, s in host_states(tis, "precheck").items() if h != "test-demo-01")
+    after = fleet_state()
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+    result = subprocess.run(fleet.ssh_cmd(after["hosts"][0]) + ["ls /srv/gantry/demo/releases"],
+                            capture_output=True, text=True, check=True)
+    assert "1.3.0" not in result.stdout, "an unverified package must not be left as a release"
+
+
+def test_unhealthy_host_is_skipped_and_reported(baseline, airflow, fleet):
+    sick = baseline["hosts"][2]
+    subprocess.run(fleet.ssh_cmd(sick) + ["cd /srv/gantry/demo/current && bin/stop.sh"], check=True,
+                   capture_output=True)
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0"})
+    assert state == "success"
+    report = outcomes(airflow, run_id, tis)
+    assert report[sick["name"]]["outcome"] == "skipped_unhealthy"
+    assert host_states(tis, "precheck")[sick["name"]] == "skipped"
+    after = fleet_state()
+    assert after["versions"][sick["name"]] is None, "the unhealthy host was left as it was"
+    assert {v for h, v in after["versions"].items() if h != sick["name"]} == {"1.1.0"}
+    assert_all_in_rotation(after)
+
+
+def test_release_that_never_becomes_healthy_is_rolled_back(baseline, airflow, fleet):
+    from fleetctl import STATE
+    import artifacts
+
+    artifacts.publish_demo(STATE / "artifacts", "2.0.0-broken", never_healthy=True)
+    with LoadGenerator(threads=2) as load:
+        run_id, state, tis = run(airflow, {"app": "demo", "version": "2.0.0-broken"})
+    assert state == "failed"
+    first = "test-demo-01"
+    assert host_states(tis, "await_healthy")[first] == "failed"
+    assert host_states(tis, "bring_online")[first] == "failed"
+    record = outcomes(airflow, run_id, tis)[first]
+    assert record["outcome"] == "rolled_back"
+    assert "did not become healthy" in record["reason"] and "rolled back to 1.0.0" in record["reason"]
+    # The first host serves its old release again, in rotation; the others were not touched.
+    after = fleet_state()
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+    assert all(s != "success" for h, s in host_states(tis, "precheck").items() if h != first)
+    assert load.failures == []
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "dry_run": True})
+    assert state == "success"
+    assert not [t for t, _ in tis if t.startswith("host_release.")] or all(
+        ti["state"] in ("skipped", None) for (t, _), ti in tis.items() if t.startswith("host_release."))
+    log = airflow.log(DAG, run_id, "resolve_hosts")
+    for host in baseline["hosts"]:
+        assert f"{host['name']} (batch" in log
+    assert "mark 127.0.0.13:9000 down in upstream demo" in log
+    assert "dry run: nothing was touched" in log
+    after = fleet_state()
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"app": "demo", "version": "1.1.0; rm -rf /"}, "does not match"),
+    ({"app": "demo", "version": "$(reboot)"}, "does not match"),
+    ({"app": "nope", "version": "1.1.0"}, "is not one of"),
+    ({"app": "demo", "version": "1.1.0", "hosts": ["a b"]}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "batch_size": 0}, "less than the minimum"),
+])
+def test_invalid_params_are_refused_at_trigger(airflow, conf, message):
+    resp = airflow.trigger(DAG, conf)
+    assert resp.status_code == 400, resp.text
+    assert message in resp.text
+
+
+def test_unknown_host_subset_fails_before_any_host_is_touched(baseline, airflow):
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "hosts": ["test-demo-01", "ghost-9"]})
+    assert state == "failed"
+    assert tis[("resolve_hosts", -1)]["state"] == "failed"
+    assert "ghost-9" in airflow.log(DAG, run_id, "resolve_hosts")
+    assert set(fleet_state()["versions"].values()) == {BASELINE}
+
+
+def test_host_subset_releases_only_those_hosts(baseline, airflow):
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "hosts": ["test-demo-02"]})
+    assert state == "success"
+    versions = fleet_state()["versions"]
+    assert versions.pop("test-demo-02") == "1.1.0"
+    assert set(versions.values()) == {BASELINE}

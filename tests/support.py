@@ -1,0 +1,124 @@
+"""Observers used by the end-to-end tests: load through nginx, rotation sampling, fleet state."""
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+
+import fleetctl
+from gantry.hooks.loadbalancer import parse_upstream
+
+
+class LoadGenerator:
+    """Requests through nginx, a new connection per request, until stopped. nginx is
+    configured not to retry upstream errors, so any non-graceful step shows as a failure."""
+
+    def __init__(self, port: int = fleetctl.NGINX_LB_PORTS["demo"], threads: int = 3, sleep_ms: int = 15) -> None:
+        self.port, self.sleep_ms = port, sleep_ms
+        self.ok = 0
+        self.failures: list[str] = []
+        self.versions: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", f"/?sleep_ms={self.sleep_ms}", headers={"Connection": "close"})
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                conn.close()
+                with self._lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                        self.versions[body.split()[1]] += 1
+                    else:
+                        self.failures.append(f"{time.time():.3f} HTTP {resp.status}")
+            except Exception as exc:
+                with self._lock:
+                    self.failures.append(f"{time.time():.3f} {type(exc).__name__}: {exc}")
+            time.sleep(0.005)
+
+    def __enter__(self) -> "LoadGenerator":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    @property
+    def total(self) -> int:
+        return self.ok + len(self.failures)
+
+
+class RotationSampler:
+    """Reads the load balancer pool and the registry every ``interval`` seconds and keeps
+    the largest number of hosts seen out of rotation at once."""
+
+    def __init__(self, app: str = "demo", env: str = "test", interval: float = 0.1) -> None:
+        from gantry.hooks.registry import EtcdRegistryHook
+
+        self.app, self.env, self.interval = app, env, interval
+        self.registry = EtcdRegistryHook()
+        self.max_lb_down = 0
+        self.max_registry_disabled = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            members = parse_upstream(fleetctl.upstream_file(self.app).read_text())
+            down = sum(1 for enabled in members.values() if not enabled)
+            disabled = len(self.registry.disabled(self.app, self.env))
+            self.max_lb_down = max(self.max_lb_down, down)
+            self.max_registry_disabled = max(self.max_registry_disabled, disabled)
+            self.samples += 1
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "RotationSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def served_version(address: str, port: int = 9000) -> str | None:
+    try:
+        conn = http.client.HTTPConnection(address, port, timeout=3)
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        return resp.read().decode().strip() if resp.status == 200 else None
+    except OSError:
+        return None
+
+
+def fleet_state(app: str = "demo", env: str = "test") -> dict:
+    """What the hosts, the load balancer, the registry and monitoring say right now."""
+    from gantry.hooks.monitoring import AlertmanagerHook
+    from gantry.hooks.registry import EtcdRegistryHook
+
+    hosts = [h for h in fleetctl.inventory_hosts() if h["env"] == env and h["app"] == app]
+    registry = EtcdRegistryHook()
+    return {
+        "versions": {h["name"]: served_version(h["address"]) for h in hosts},
+        "lb": parse_upstream(fleetctl.upstream_file(app).read_text()),
+        "registry_disabled": set(registry.disabled(app, env)),
+        "registry_instances": {k: v["version"] for k, v in registry.instances(app, env).items()},
+        "silences": AlertmanagerHook().active(app, env),
+        "hosts": hosts,
+    }
+
+
+def assert_all_in_rotation(state: dict) -> None:
+    assert all(state["lb"].values()), f"hosts left down in the load balancer: {state['lb']}"
+    assert not state["registry_disabled"], f"hosts left disabled in the registry: {state['registry_disabled']}"
+    assert not state["silences"], f"silences left active: {state['silences']}"
