@@ -1,0 +1,34 @@
+"""The DAG files import cleanly, fast, without network, and have the promised shape."""
+import time
+from pathlib import Path
+
+from airflow.dag_processing.dagbag import DagBag
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_no_import_errors_and_parse_time_is_measured(record_property):
+    started = time.perf_counter()
+    bag = DagBag(str(REPO / "dags"))
+    elapsed = time.perf_counter() - started
+    record_property("dagbag_fill_seconds", round(elapsed, 3))
+    for f in bag.dagbag_stats:
+        record_property(f"parse_seconds:{Path(f.file).name}", f.duration.total_seconds())
+    assert bag.import_errors == {}
+    assert "gantry_promote_test" in bag.dags
+
+
+def test_promotion_dag_shape():
+    dag = DagBag(str(REPO / "dags")).dags["gantry_promote_test"]
+    order = ["wait_for_batch", "precheck", "stage_package", "take_offline", "restart_app", "await_healthy",
+             "bring_online"]
+    for a, b in zip(order, order[1:]):
+        assert f"host_release.{b}" in dag.get_task(f"host_release.{a}").downstream_task_ids
+    assert dag.get_task("host_release.bring_online").trigger_rule == "all_done"
+    assert dag.get_task("report").trigger_rule == "all_done"
+    for t in order:
+        assert dag.get_task(f"host_release.{t}").map_index_template == "{{ task.host['name'] }}"
+    assert dag.max_active_runs == 1
+    params = dag.params
+    assert params.get_param("app").schema["enum"] == ["demo"]
+    assert "pattern" in params.get_param("version").schema
