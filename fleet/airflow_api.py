@@ -73,4 +73,6 @@ class AirflowAPI:
             except ValueError:
                 continue
             lines.append(str(event.get("event", "")))
+            for err in event.get("error_detail") or []:
+                lines.append(f"{err.get('exc_type')}: {err.get('exc_value')}")
         return "\n".join(lines)

@@ -501,8 +501,9 @@ def ssh_cmd(h: dict) -> list[str]:
             f"root@{h['address']}"]
 
 
-def bootstrap(version: str, env_name: str = "test", app: str = "demo") -> None:
-    """First install of an app on fresh hosts (not graceful: nothing is serving yet)."""
+def bootstrap(version: str, env_name: str = "test", app: str = "demo", force: bool = False) -> None:
+    """First install of an app on hosts that run nothing healthy yet (not graceful: nothing is
+    serving). With ``force`` (test resets), any host not serving ``version`` is reinstalled."""
     cfg = app_config(app)
     pkg = cfg["package"].format(version=version)
     url = f"http://127.0.0.1:{ARTIFACT_PORT}/{app}/{version}/{pkg}"
@@ -513,7 +514,7 @@ def bootstrap(version: str, env_name: str = "test", app: str = "demo") -> None:
             continue
         script = f"""set -e
 cd {root}
-if [ "$(readlink current 2>/dev/null)" != "releases/{version}" ] || ! curl -fsS -m 2 http://{h['address']}:{cfg['port']}{cfg['health_path']} >/dev/null 2>&1; then
+if {{ [ {'"$(readlink current 2>/dev/null)" != "releases/' + version + '"' if force else "! -e current"} ]; }} || ! curl -fsS -m 2 http://{h['address']}:{cfg['port']}{cfg['health_path']} >/dev/null 2>&1; then
   [ -e current ] && (cd current && {cfg['stop_command']}) || true
   rm -rf releases/{version} && mkdir -p releases/{version}
   curl -fsS {url} -o /tmp/{pkg} && tar -xzf /tmp/{pkg} -C releases/{version} && rm -f /tmp/{pkg}
@@ -550,7 +551,7 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
         if silence["status"]["state"] == "active":
             urllib.request.urlopen(urllib.request.Request(f"{am}/silence/{silence['id']}", method="DELETE"),
                                    timeout=5).read()
-    bootstrap(version, env_name, app)
+    bootstrap(version, env_name, app, force=True)
 
 
 def status() -> None:

@@ -64,14 +64,18 @@ def plan_batches(host_count: int, batch_size: int) -> list[list[int]]:
 
 def assign_batches(hosts: Sequence[Host], batches: Sequence[Sequence[int]]) -> list[dict]:
     """One record per host, in map-index order: the host, its batch, and which map indexes
-    (the previous batch) must be done before it may start."""
+    (the previous batch) must be done before it may start. Batches must be contiguous,
+    ascending ranges of map indexes (the gate relies on it)."""
+    flat = [i for members in batches for i in members]
+    if flat != list(range(len(hosts))):
+        raise PlanError("batches must cover every host once, as contiguous ranges in order")
     batch_of = {i: b for b, members in enumerate(batches) for i in members}
     records = []
     for i, h in enumerate(hosts):
         b = batch_of[i]
         records.append({
             "name": h.name, "address": h.address, "ssh_port": h.ssh_port,
-            "batch": b, "batches": len(batches),
+            "batch": b, "batches": len(batches), "batch_start": min(batches[b]),
             "after": list(batches[b - 1]) if b > 0 else [],
         })
     return records
@@ -83,17 +87,19 @@ FAILED_STATES = {"failed", "upstream_failed"}
 FINISHED_STATES = {"success", "skipped", "failed", "upstream_failed", "removed"}
 
 
-def gate_decision(previous_batch: Mapping[int, Mapping[str, str | None]], final_task: str) -> tuple[str, str]:
+def gate_decision(states: Mapping[int, Mapping[str, str | None]], final_task: str,
+                  previous: Sequence[int], batch_start: int) -> tuple[str, str]:
     """Decide whether a batch may start.
 
-    ``previous_batch`` maps each map index of the previous batch to the states of its
-    tasks ({task_id: state}). The batch may start when every previous host's final task
-    has finished and none of that host's tasks failed; any failure stops the rollout.
+    ``states`` maps map indexes of this run's hosts to their task states ({task_id: state}).
+    Any failure in an earlier batch (map index below ``batch_start``; batches are contiguous)
+    stops the rollout at once, so a failure does not have to ripple batch by batch. Otherwise
+    the batch starts when every host of the ``previous`` batch has finished its final task.
     """
-    failed = sorted(i for i, tasks in previous_batch.items() if FAILED_STATES & set(tasks.values()))
-    pending = sorted(i for i, tasks in previous_batch.items() if tasks.get(final_task) not in FINISHED_STATES)
-    if failed and not pending:
-        return GATE_FAIL, f"previous batch failed on map index(es) {failed}: rollout stopped"
+    failed = sorted(i for i, tasks in states.items() if i < batch_start and FAILED_STATES & set(tasks.values()))
+    if failed:
+        return GATE_FAIL, f"an earlier batch failed on map index(es) {failed}: rollout stopped"
+    pending = sorted(i for i in previous if states.get(i, {}).get(final_task) not in FINISHED_STATES)
     if pending:
         return GATE_WAIT, f"waiting for map index(es) {pending} of the previous batch"
     return GATE_GO, "previous batch is back in rotation"

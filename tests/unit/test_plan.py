@@ -50,6 +50,7 @@ def test_assign_batches_links_each_batch_to_the_previous_one():
     records = plan.assign_batches(hosts(5), plan.plan_batches(5, 2))
     assert [r["batch"] for r in records] == [0, 0, 1, 1, 2]
     assert [r["after"] for r in records] == [[], [], [0, 1], [0, 1], [2, 3]]
+    assert [r["batch_start"] for r in records] == [0, 0, 2, 2, 4]
     assert {r["batches"] for r in records} == {3}
 
 
@@ -57,28 +58,46 @@ FINAL = "g.bring_online"
 
 
 def test_gate_waits_until_every_previous_host_is_done():
-    prev = {0: {FINAL: "success"}, 1: {FINAL: "running"}}
-    assert plan.gate_decision(prev, FINAL)[0] == plan.GATE_WAIT
-    prev[1][FINAL] = "success"
-    assert plan.gate_decision(prev, FINAL)[0] == plan.GATE_GO
+    states = {0: {FINAL: "success"}, 1: {FINAL: "running"}, 2: {"g.wait_for_batch": "deferred"}}
+    assert plan.gate_decision(states, FINAL, [0, 1], 2)[0] == plan.GATE_WAIT
+    states[1][FINAL] = "success"
+    assert plan.gate_decision(states, FINAL, [0, 1], 2)[0] == plan.GATE_GO
 
 
 def test_gate_accepts_a_skipped_unhealthy_host():
-    prev = {0: {"g.precheck": "skipped", "g.restart_app": "skipped", FINAL: "success"}}
-    assert plan.gate_decision(prev, FINAL)[0] == plan.GATE_GO
+    states = {0: {"g.precheck": "skipped", "g.restart_app": "skipped", FINAL: "success"}}
+    assert plan.gate_decision(states, FINAL, [0], 1)[0] == plan.GATE_GO
 
 
-def test_gate_fails_when_any_previous_task_failed_but_only_once_the_batch_is_done():
-    prev = {0: {"g.stage_package": "failed", FINAL: None}, 1: {FINAL: "success"}}
-    assert plan.gate_decision(prev, FINAL)[0] == plan.GATE_WAIT  # its bring_online still has to run
-    prev[0][FINAL] = "success"
-    decision, message = plan.gate_decision(prev, FINAL)
+def test_gate_fails_at_once_on_a_failure_in_any_earlier_batch():
+    # Host 0 failed and is still rolling back; batch 2 (index 2) need not wait for it.
+    states = {0: {"g.await_healthy": "failed", FINAL: "running"}, 1: {"g.wait_for_batch": "deferred"}}
+    decision, message = plan.gate_decision(states, FINAL, [1], 2)
     assert decision == plan.GATE_FAIL and "[0]" in message
 
 
-def test_gate_failure_cascades_through_not_started_hosts():
-    prev = {2: {"g.wait_for_batch": "failed", "g.precheck": "upstream_failed", FINAL: "success"}}
-    assert plan.gate_decision(prev, FINAL)[0] == plan.GATE_FAIL
+def test_gate_ignores_failures_in_its_own_and_later_batches():
+    states = {0: {FINAL: "success"}, 1: {"g.stage_package": "failed"}, 2: {"g.precheck": "failed"}}
+    assert plan.gate_decision(states, FINAL, [0], 1)[0] == plan.GATE_GO
+
+
+def test_gate_treats_upstream_failed_as_failure():
+    states = {0: {"g.wait_for_batch": "failed", "g.precheck": "upstream_failed", FINAL: "success"}}
+    assert plan.gate_decision(states, FINAL, [0], 1)[0] == plan.GATE_FAIL
+
+
+def test_batches_must_be_contiguous():
+    with pytest.raises(PlanError):
+        plan.assign_batches(hosts(3), [[0, 2], [1]])
+
+
+def test_task_sdk_states_are_grouped_by_map_index():
+    from gantry.triggers.batch_gate import group_states
+
+    raw = {"host_release.precheck_0": "success", "host_release.bring_online_0": None,
+           "host_release.precheck_12": "failed"}
+    assert group_states(raw) == {0: {"host_release.precheck": "success", "host_release.bring_online": None},
+                                 12: {"host_release.precheck": "failed"}}
 
 
 def test_run_verdict():

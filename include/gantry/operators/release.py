@@ -348,8 +348,9 @@ class ReleaseReportOperator(BaseOperator):
         self.app, self.version, self.environment, self.dry_run = app, version, environment, dry_run
 
     def execute(self, context: Context) -> dict:
-        outcomes = context["ti"].xcom_pull(task_ids=f"{HOST_GROUP}.bring_online", key=XCOM_OUTCOME) or []
-        outcomes = [o for o in outcomes if o]
+        pulled = context["ti"].xcom_pull(task_ids=f"{HOST_GROUP}.bring_online", key=XCOM_OUTCOME) or []
+        # One mapped instance comes back as a single value, several as a list.
+        outcomes = [o for o in ([pulled] if isinstance(pulled, dict) else pulled) if o]
         if self.dry_run and not outcomes:
             self.log.info("dry run of %s %s in %s: nothing was touched", self.app, self.version, self.environment)
             return {"dry_run": True, "hosts": []}

@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseSensorOperator
 
 from gantry import plan
-from gantry.triggers.batch_gate import BatchGateTrigger, read_previous_batch
+from gantry.triggers.batch_gate import BatchGateTrigger, read_group_states
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -45,14 +45,14 @@ class BatchGateSensor(BaseSensorOperator):
             self.log.info("%s is in the first batch", self.host["name"])
             return
         ti = context["ti"]
-        previous = read_previous_batch(ti.dag_id, ti.run_id, self.group_id, after)
-        if self._decide(*plan.gate_decision(previous, self.final_task_id)):
+        states = read_group_states(ti.dag_id, ti.run_id, self.group_id)
+        if self._decide(*plan.gate_decision(states, self.final_task_id, after, self.host["batch_start"])):
             return
         self.log.info("%s (batch %d/%d) waits for map index(es) %s", self.host["name"], self.host["batch"] + 1,
                       self.host["batches"], after)
         self.defer(
             trigger=BatchGateTrigger(ti.dag_id, ti.run_id, self.group_id, self.final_task_id, after,
-                                     self.gate_poll_interval),
+                                     self.host["batch_start"], self.gate_poll_interval),
             method_name="execute_complete", timeout=self.execution_timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
