@@ -22,14 +22,27 @@ def _add_file(tar: tarfile.TarFile, arcname: str, data: bytes, mode: int) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_demo_package(version: str, *, startup_delay: float = 0, never_healthy: bool = False) -> bytes:
-    release = {"version": version, "startup_delay": startup_delay, "never_healthy": never_healthy}
+# Which schema migrations each demo version ships (each package carries its whole chain).
+MIGRATIONS = {"1.0.0": ("0001",), "1.1.0": ("0001", "0002"), "1.2.0": ("0001", "0002", "0003")}
+DEFAULT_MIGRATIONS = MIGRATIONS["1.1.0"]
+
+
+def build_demo_package(version: str, *, startup_delay: float = 0, never_healthy: bool = False,
+                       never_healthy_on: tuple[str, ...] = (), migrations: tuple[str, ...] | None = None,
+                       migrations_reversible: bool = True) -> bytes:
+    release = {"version": version, "startup_delay": startup_delay, "never_healthy": never_healthy,
+               "never_healthy_on": list(never_healthy_on), "migrations_reversible": migrations_reversible}
+    revisions = migrations if migrations is not None else MIGRATIONS.get(version, DEFAULT_MIGRATIONS)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.USTAR_FORMAT) as tar:
         _add_file(tar, "app.py", (DEMO_SRC / "app.py").read_bytes(), 0o644)
         _add_file(tar, "bin/start.sh", (DEMO_SRC / "bin/start.sh").read_bytes(), 0o755)
         _add_file(tar, "bin/stop.sh", (DEMO_SRC / "bin/stop.sh").read_bytes(), 0o755)
         _add_file(tar, "release.json", json.dumps(release).encode(), 0o644)
+        _add_file(tar, "migrations/env.py", (DEMO_SRC / "migrations/env.py").read_bytes(), 0o644)
+        for rev in revisions:
+            (script,) = (DEMO_SRC / "migrations/versions").glob(f"{rev}_*.py")
+            _add_file(tar, f"migrations/versions/{script.name}", script.read_bytes(), 0o644)
     return buf.getvalue()
 
 

@@ -38,7 +38,9 @@ INVENTORY = REPO / "config" / "inventory.yaml"
 
 LB_HOST = "127.0.0.10"
 SSH_PORT = 2222
-NGINX_LB_PORTS = {"demo": 18080}
+# nginx listens for each (app, environment) pool; the demo app's test pool is :18080.
+LB_PORTS = {"dev": 18070, "test": 18080, "staging": 18082, "beta": 18084, "prod": 18090}
+APP_PORT_OFFSET = {"demo": 0}
 ARTIFACT_PORT = 18081
 ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 ALERTMANAGER_PORT = 19093
@@ -238,8 +240,16 @@ def stop_host(name: str) -> None:
 
 
 # ---------------------------------------------------------------- nginx
-def upstream_file(app: str) -> Path:
-    return STATE / "nginx" / "upstreams" / f"{app}.conf"
+def pool_name(app: str, env: str) -> str:
+    return f"{app}-{env}"
+
+
+def lb_port(app: str, env: str) -> int:
+    return LB_PORTS[env] + APP_PORT_OFFSET[app]
+
+
+def upstream_file(pool: str) -> Path:
+    return STATE / "nginx" / "upstreams" / f"{pool}.conf"
 
 
 def write_nginx_conf(hosts: list[dict]) -> None:
@@ -247,21 +257,22 @@ def write_nginx_conf(hosts: list[dict]) -> None:
     for sub in ("upstreams", "logs", "temp"):
         (n / sub).mkdir(parents=True, exist_ok=True)
     servers = []
-    for app, port in NGINX_LB_PORTS.items():
-        ups = upstream_file(app)
-        app_hosts = [h for h in hosts if h["app"] == app]
+    for env, app in sorted({(h["env"], h["app"]) for h in hosts}):
+        pool = pool_name(app, env)
+        ups = upstream_file(pool)
+        pool_hosts = [h for h in hosts if h["app"] == app and h["env"] == env]
         if not ups.exists():  # keep the live state across `up` runs
             ups.write_text("".join(
-                f"server {h['address']}:{app_config(app)['port']};\n" for h in app_hosts))
+                f"server {h['address']}:{app_config(app)['port']};\n" for h in pool_hosts))
         servers.append(f"""
-    upstream {app} {{
+    upstream {pool} {{
         include {ups};
     }}
     server {{
-        listen 127.0.0.1:{port};
-        access_log {n}/logs/{app}.access.log;
+        listen 127.0.0.1:{lb_port(app, env)};
+        access_log off;
         location / {{
-            proxy_pass http://{app};
+            proxy_pass http://{pool};
             # Do not hide upstream failures by retrying elsewhere: a drain that is not
             # graceful must show up as failed requests.
             proxy_next_upstream off;
@@ -344,7 +355,7 @@ def up() -> None:
     for h in hosts:
         wait_tcp(h["address"], h.get("ssh_port", SSH_PORT), name=h["name"])
     wait_tcp(LB_HOST, SSH_PORT, name="lb-sshd")
-    for port in list(NGINX_LB_PORTS.values()) + [ARTIFACT_PORT]:
+    for port in {lb_port(h["app"], h["env"]) for h in hosts} | {ARTIFACT_PORT}:
         wait_tcp("127.0.0.1", port, name="nginx")
     wait_http(f"http://127.0.0.1:{ETCD_PORT}/health", name="etcd")
     wait_http(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready", name="alertmanager")
@@ -389,6 +400,23 @@ def postgres_up() -> None:
         sh(*psql, "CREATE ROLE airflow LOGIN PASSWORD 'airflow'")
     if sh(*psql, "SELECT 1 FROM pg_database WHERE datname='airflow'").stdout.strip() != "1":
         sh(*psql, "CREATE DATABASE airflow OWNER airflow")
+    # Each app with migrations gets a database per environment (what its releases migrate).
+    for app, env in app_databases():
+        if sh(*psql, f"SELECT 1 FROM pg_roles WHERE rolname='{app}'").stdout.strip() != "1":
+            sh(*psql, f"CREATE ROLE {app} LOGIN PASSWORD '{app}'")
+        if sh(*psql, f"SELECT 1 FROM pg_database WHERE datname='{app}_{env}'").stdout.strip() != "1":
+            sh(*psql, f"CREATE DATABASE {app}_{env} OWNER {app}")
+
+
+def app_databases() -> list[tuple[str, str]]:
+    return sorted({(h["app"], h["env"]) for h in inventory_hosts() if app_config(h["app"]).get("migrations")})
+
+
+def reset_database(app: str, env: str) -> None:
+    """Empty the app's database in one environment (test resets)."""
+    sock = STATE / "pgsock"
+    sh("runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-p", str(PG_PORT), "-d", f"{app}_{env}",
+       "-qc", f"DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION {app};")
 
 
 def airflow_env() -> dict[str, str]:
@@ -446,6 +474,10 @@ def airflow_env() -> dict[str, str]:
         "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
                              "schema": "http"},
     }
+    for app, env_name in app_databases():
+        conns[f"gantry_db_{app}_{env_name}"] = {
+            "conn_type": "postgres", "host": "127.0.0.1", "port": PG_PORT, "login": app, "password": app,
+            "schema": f"{app}_{env_name}"}
     for conn_id, c in conns.items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(c)
     return env
@@ -519,8 +551,10 @@ if {{ [ {'"$(readlink current 2>/dev/null)" != "releases/' + version + '"' if fo
   rm -rf releases/{version} && mkdir -p releases/{version}
   curl -fsS {url} -o /tmp/{pkg} && tar -xzf /tmp/{pkg} -C releases/{version} && rm -f /tmp/{pkg}
   ln -sfn releases/{version} current.new && mv -T current.new current
-  cd current && {cfg['start_command']}
-fi"""
+  (cd current && {cfg['start_command']})
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) {version}" >> shared/gantry-releases.log
+fi
+{'echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) ' + version + '" > shared/gantry-releases.log' if force else ''}"""
         procs.append((h, subprocess.Popen(ssh_cmd(h) + [script], stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True)))
     for h, p in procs:
@@ -536,7 +570,7 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
     """Put the fleet back to a known state between tests: the version running everywhere,
     every host in the pool and the registry, no silences."""
     hosts = [h for h in inventory_hosts() if h["env"] == env_name and h["app"] == app]
-    upstream_file(app).write_text("".join(f"server {h['address']}:{app_config(app)['port']};\n" for h in hosts))
+    upstream_file(pool_name(app, env_name)).write_text("".join(f"server {h['address']}:{app_config(app)['port']};\n" for h in hosts))
     n = STATE / "nginx"
     sh("nginx", "-s", "reload", "-c", str(n / "nginx.conf"))
     import base64
@@ -551,6 +585,8 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
         if silence["status"]["state"] == "active":
             urllib.request.urlopen(urllib.request.Request(f"{am}/silence/{silence['id']}", method="DELETE"),
                                    timeout=5).read()
+    if (app, env_name) in app_databases() and read_pid("postgres"):
+        reset_database(app, env_name)
     bootstrap(version, env_name, app, force=True)
 
 

@@ -14,8 +14,8 @@ class LoadGenerator:
     """Requests through nginx, a new connection per request, until stopped. nginx is
     configured not to retry upstream errors, so any non-graceful step shows as a failure."""
 
-    def __init__(self, port: int = fleetctl.NGINX_LB_PORTS["demo"], threads: int = 3, sleep_ms: int = 15) -> None:
-        self.port, self.sleep_ms = port, sleep_ms
+    def __init__(self, env: str = "test", threads: int = 3, sleep_ms: int = 15, app: str = "demo") -> None:
+        self.port, self.sleep_ms = fleetctl.lb_port(app, env), sleep_ms
         self.ok = 0
         self.failures: list[str] = []
         self.versions: Counter[str] = Counter()
@@ -74,7 +74,7 @@ class RotationSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            members = parse_upstream(fleetctl.upstream_file(self.app).read_text())
+            members = parse_upstream(fleetctl.upstream_file(fleetctl.pool_name(self.app, self.env)).read_text())
             down = sum(1 for enabled in members.values() if not enabled)
             disabled = len(self.registry.disabled(self.app, self.env))
             self.max_lb_down = max(self.max_lb_down, down)
@@ -110,7 +110,7 @@ def fleet_state(app: str = "demo", env: str = "test") -> dict:
     registry = EtcdRegistryHook()
     return {
         "versions": {h["name"]: served_version(h["address"]) for h in hosts},
-        "lb": parse_upstream(fleetctl.upstream_file(app).read_text()),
+        "lb": parse_upstream(fleetctl.upstream_file(fleetctl.pool_name(app, env)).read_text()),
         "registry_disabled": set(registry.disabled(app, env)),
         "registry_instances": {k: v["version"] for k, v in registry.instances(app, env).items()},
         "silences": AlertmanagerHook().active(app, env),

@@ -118,7 +118,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             path, _, query = self.path.partition("?")
             if path == "/health":
-                ok = state["ready"] and not state["stopping"] and not RELEASE.get("never_healthy")
+                broken = RELEASE.get("never_healthy") or HOST_NAME in RELEASE.get("never_healthy_on", [])
+                ok = state["ready"] and not state["stopping"] and not broken
                 self.send(200 if ok else 503, "ok\n" if ok else "unavailable\n")
             elif path == "/version":
                 self.send(200, VERSION + "\n")

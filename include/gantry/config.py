@@ -28,6 +28,16 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Migrations:
+    """Schema migrations an app ships in its package (Alembic script directory)."""
+    path: str = "migrations"                 # inside the package
+    connection: str = "gantry_db_{app}_{env}"  # Airflow Connection of the environment's database
+
+    def connection_id(self, app: str, env: str) -> str:
+        return self.connection.format(app=app, env=env)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str
     package: str
@@ -42,6 +52,7 @@ class AppConfig:
     silence_minutes: int = 60
     keep_releases: int = 5
     description: str = ""
+    migrations: Migrations | None = None
 
     def package_name(self, version: str) -> str:
         return self.package.format(version=version)
@@ -58,10 +69,18 @@ class AppConfig:
 class EnvironmentConfig:
     name: str
     cmdb: str = "inventory"
-    batch_size: int = 1
+    # Batch plan: "N" (fixed batches of N) or cumulative steps "1, 10%, 50%, 100%" (canary first).
+    batches: str = "1"
+    max_unavailable: str | None = None   # count or % of hosts out of rotation at once
+    failure_threshold: str | None = None  # failed hosts (count or %) that halt the rollout; default 1
+    bake_seconds: float = 0              # pause after each batch before the next one starts
+    lb_pool: str = "{app}-{env}"         # the app's pool (nginx upstream) in this environment
     retries: int = 2
     retry_delay_seconds: float = 5
     description: str = ""
+
+    def pool(self, app: str) -> str:
+        return self.lb_pool.format(app=app, env=self.name)
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,8 @@ class GantryConfig:
 def _app(name: str, raw: dict[str, Any]) -> AppConfig:
     raw = dict(raw)
     timeouts = Timeouts(**raw.pop("timeouts", {}))
-    cfg = AppConfig(name=name, timeouts=timeouts, **raw)
+    migrations = raw.pop("migrations", None)
+    cfg = AppConfig(name=name, timeouts=timeouts, migrations=Migrations(**migrations) if migrations else None, **raw)
     cfg.package_kind  # validate early
     if not cfg.install_root.startswith("/") or "'" in cfg.install_root:
         raise ConfigError(f"app {name}: install_root must be an absolute path")
@@ -95,7 +115,11 @@ def _app(name: str, raw: dict[str, Any]) -> AppConfig:
 
 def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
     apps = {name: _app(name, a) for name, a in (raw.get("apps") or {}).items()}
-    envs = {name: EnvironmentConfig(name=name, **(e or {})) for name, e in (raw.get("environments") or {}).items()}
+    envs = {}
+    for name, e in (raw.get("environments") or {}).items():
+        e = {k: (str(v) if k in ("batches", "max_unavailable", "failure_threshold") and v is not None else v)
+             for k, v in (e or {}).items()}
+        envs[name] = EnvironmentConfig(name=name, **e)
     if not apps or not envs:
         raise ConfigError("configuration needs at least one app and one environment")
     inventory = Path(raw.get("inventory", "inventory.yaml"))

@@ -14,14 +14,18 @@ from gantry.operators.release import (
     HOST_GROUP,
     BringOnlineOperator,
     HostPrecheckOperator,
+    MigrateDatabaseOperator,
     ReleaseReportOperator,
     ResolveHostsOperator,
+    ResolveRollbackTargetOperator,
     RestartAppOperator,
     StagePackageOperator,
     TakeOfflineOperator,
     VerifyArtifactOperator,
 )
-from gantry.plan import HOST_NAME_PATTERN, VERSION_PATTERN
+from gantry.plan import BATCH_PLAN_PATTERN, HOST_NAME_PATTERN, VERSION_PATTERN
+
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?%?$"
 from gantry.sensors.batch_gate import BatchGateSensor
 from gantry.sensors.health import AppHealthSensor
 
@@ -37,32 +41,55 @@ expire silence; rolls back to the previous release if the new one is unhealthy).
 """
 
 
-def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig) -> DAG:
+ROLLBACK_DOC = """
+### Roll an app in **{env}** back to an earlier version
+
+Same graceful per-host lifecycle and batches as a promotion. **version** empty: the version the
+hosts ran before their current one (from the release log Gantry keeps on each host).
+"""
+
+
+def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: bool = False) -> DAG:
+    """``gantry_promote_<env>``, or with ``rollback`` ``gantry_rollback_<env>``."""
     apps = sorted(config.apps)
     params = {
         "app": Param(apps[0], type="string", enum=apps, title="App", description="The app to release."),
-        "version": Param("", type="string", pattern=VERSION_PATTERN, title="Version",
-                         description="Version in the artifact repository, e.g. 1.1.0."),
+        "version": (
+            Param(None, type=["null", "string"], pattern=VERSION_PATTERN, title="Version (optional)",
+                  description="Version to return to. Empty: the previous version on the hosts.")
+            if rollback else
+            Param("", type="string", pattern=VERSION_PATTERN, title="Version",
+                  description="Version in the artifact repository, e.g. 1.1.0.")),
         "hosts": Param([], type="array", items={"type": "string", "pattern": HOST_NAME_PATTERN},
                        title="Hosts (optional)",
                        description="Release only these CMDB hosts, one per line. Empty: all hosts."),
-        "batch_size": Param(None, type=["null", "integer"], minimum=1, title="Batch size (optional)",
-                            description=f"Hosts per batch. Default for {env.name}: {env.batch_size}."),
+        "batches": Param(None, type=["null", "string"], pattern=BATCH_PLAN_PATTERN, title="Batch plan (optional)",
+                         description="A batch size (\"2\") or cumulative steps, canary first "
+                                     f"(\"1, 25%, 100%\"). Default for {env.name}: {env.batches}."),
+        "failure_threshold": Param(None, type=["null", "string"], pattern=AMOUNT_PATTERN,
+                                   title="Failure threshold (optional)",
+                                   description="Failed hosts (count or %) that halt the rollout. "
+                                               f"Default for {env.name}: {env.failure_threshold or 1}."),
+        "bake_seconds": Param(None, type=["null", "integer"], minimum=0, maximum=86400,
+                              title="Bake time between batches, s (optional)",
+                              description=f"Default for {env.name}: {env.bake_seconds:g}."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Log the exact per-host plan; touch nothing."),
     }
-    common = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
+    version = "{{ ti.xcom_pull(task_ids='resolve_target') }}" if rollback else "{{ params.version }}"
+    common = {"app": "{{ params.app }}", "version": version, "environment": env.name}
+    kind = "rollback" if rollback else "promote"
     with DAG(
-        dag_id=f"gantry_promote_{env.name}",
-        description=f"Promote an app version to {env.name}",
-        doc_md=DOC.format(env=env.name),
+        dag_id=f"gantry_{kind}_{env.name}",
+        description=(f"Roll an app in {env.name} back" if rollback else f"Promote an app version to {env.name}"),
+        doc_md=(ROLLBACK_DOC if rollback else DOC).format(env=env.name),
         schedule=None,
         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
         catchup=False,
         max_active_runs=1,
         params=params,
         render_template_as_native_obj=True,
-        tags=["gantry", f"env:{env.name}"],
+        tags=["gantry", f"env:{env.name}", kind],
         default_args={
             "retries": env.retries,
             "retry_delay": dt.timedelta(seconds=env.retry_delay_seconds),
@@ -71,11 +98,20 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig) -> DAG:
             "execution_timeout": dt.timedelta(minutes=10),
         },
     ) as dag:
-        artifact = VerifyArtifactOperator(task_id="verify_artifact", app="{{ params.app }}",
-                                          version="{{ params.version }}")
+        artifact = VerifyArtifactOperator(task_id="verify_artifact", app="{{ params.app }}", version=version)
+        if rollback:
+            ResolveRollbackTargetOperator(task_id="resolve_target", app="{{ params.app }}",
+                                          version="{{ params.version }}", environment=env.name) >> artifact
+        # Promotion: the schema goes first (expand), then the hosts. Rollback: check now that the
+        # schema can go back, take the hosts back, and only then run the down steps.
+        schema = MigrateDatabaseOperator(
+            task_id="check_migrations" if rollback else "migrate_database", artifact=artifact.output,
+            direction="down" if rollback else "up", check_only=rollback, dry_run="{{ params.dry_run }}",
+            **common)
         hosts = ResolveHostsOperator(
             task_id="resolve_hosts", artifact=artifact.output, hosts="{{ params.hosts }}",
-            batch_size="{{ params.batch_size }}", dry_run="{{ params.dry_run }}", **common)
+            batches="{{ params.batches }}", failure_threshold="{{ params.failure_threshold }}",
+            bake_seconds="{{ params.bake_seconds }}", dry_run="{{ params.dry_run }}", **common)
 
         @task_group(group_id=HOST_GROUP)
         def host_release(host):
@@ -91,8 +127,12 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig) -> DAG:
                                          **common)
             gate >> pre >> stage >> offline >> restart >> healthy >> online
 
+        schema >> hosts
         released = host_release.expand(host=hosts.output)
         report = ReleaseReportOperator(task_id="report", trigger_rule=TriggerRule.ALL_DONE,
                                        dry_run="{{ params.dry_run }}", **common)
         released >> report
+        if rollback:
+            report >> MigrateDatabaseOperator(task_id="migrate_database", artifact=artifact.output,
+                                              direction="down", dry_run="{{ params.dry_run }}", **common)
     return dag

@@ -10,6 +10,7 @@ from typing import Iterable, Mapping, Sequence
 # underscore and plus only, starting with a letter or digit.
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$"
 HOST_NAME_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,252}$"
+BATCH_PLAN_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?%?(\s*,\s*[0-9]+(\.[0-9]+)?%?)*\s*$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _HOST_RE = re.compile(HOST_NAME_PATTERN)
 
@@ -55,14 +56,81 @@ def select_hosts(hosts: Sequence[Host], subset: Iterable[str] | None) -> list[Ho
 
 
 def plan_batches(host_count: int, batch_size: int) -> list[list[int]]:
-    """Host positions per batch, in order. The shape (a list of index lists) also fits
-    canary-first and percentage plans."""
+    """Fixed-size batches: host positions per batch, in order."""
     if batch_size < 1:
         raise PlanError(f"batch size must be at least 1, got {batch_size}")
     return [list(range(i, min(i + batch_size, host_count))) for i in range(0, host_count, batch_size)]
 
 
-def assign_batches(hosts: Sequence[Host], batches: Sequence[Sequence[int]]) -> list[dict]:
+def _amount(spec: str | int, total: int, what: str) -> int:
+    """A count ("3", 3) or a percentage of ``total`` ("25%", rounded up, at least 1)."""
+    text = str(spec).strip()
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 < pct <= 100:
+                raise ValueError
+            return max(1, -(-int(pct * total) // 100))  # ceil without float rounding surprises
+        value = int(text)
+        if value < 1:
+            raise ValueError
+        return value
+    except ValueError:
+        raise PlanError(f"{what} {spec!r} is not a positive count or a percentage in (0, 100]") from None
+
+
+def parse_batch_plan(spec: str | int | Sequence[str | int], host_count: int) -> list[list[int]]:
+    """Batches from a plan.
+
+    - a single count ``N`` (or ``"N"``): fixed batches of N hosts;
+    - a list of steps (``"1, 10%, 50%, 100%"`` or ``[1, "10%", "50%", "100%"]``): each step is
+      the cumulative number of hosts released once that batch is done, as a count or a
+      percentage of all hosts; the first step is the canary. The last step is extended to
+      every host, so ``1, 50%`` means canary, half, then the rest.
+    """
+    if isinstance(spec, str) and "," in spec:
+        steps = [s for s in (p.strip() for p in spec.split(",")) if s]
+    elif isinstance(spec, (list, tuple)):
+        steps = list(spec)
+    else:
+        return plan_batches(host_count, _amount(spec, host_count, "batch size"))
+    if not steps:
+        raise PlanError("an empty batch plan")
+    targets = [min(_amount(s, host_count, "batch step"), host_count) for s in steps]
+    if any(b <= a for a, b in zip(targets, targets[1:])):
+        raise PlanError(f"batch plan {steps!r} must grow at every step (hosts after each step: {targets})")
+    if targets[-1] < host_count:
+        targets.append(host_count)
+    batches, done = [], 0
+    for t in targets:
+        batches.append(list(range(done, t)))
+        done = t
+    return batches
+
+
+def check_plan(batches: Sequence[Sequence[int]], host_count: int, max_unavailable: str | int | None) -> int:
+    """Refuse a plan that would take more hosts out at once than ``max_unavailable`` allows,
+    or that would leave no host in rotation. Returns the bound as a count."""
+    largest = max((len(b) for b in batches), default=0)
+    if host_count > 1 and largest >= host_count:
+        raise PlanError(f"a batch of {largest} would take every one of the {host_count} hosts out of rotation")
+    if max_unavailable is None:
+        return largest
+    bound = _amount(max_unavailable, host_count, "max_unavailable")
+    if host_count > 1 and bound >= host_count:
+        raise PlanError(f"max_unavailable {max_unavailable!r} = {bound} would allow every host out of rotation")
+    if largest > bound:
+        raise PlanError(f"a batch of {largest} host(s) exceeds max_unavailable {max_unavailable!r} = {bound} "
+                        f"of {host_count}; use smaller steps")
+    return bound
+
+
+def failure_threshold(spec: str | int | None, host_count: int) -> int:
+    """How many failed hosts halt the rollout (count or % of hosts; default 1: any failure)."""
+    return 1 if spec in (None, "") else _amount(spec, host_count, "failure threshold")
+
+
+def assign_batches(hosts: Sequence[Host], batches: Sequence[Sequence[int]], **policy) -> list[dict]:
     """One record per host, in map-index order: the host, its batch, and which map indexes
     (the previous batch) must be done before it may start. Batches must be contiguous,
     ascending ranges of map indexes (the gate relies on it)."""
@@ -77,6 +145,7 @@ def assign_batches(hosts: Sequence[Host], batches: Sequence[Sequence[int]]) -> l
             "name": h.name, "address": h.address, "ssh_port": h.ssh_port,
             "batch": b, "batches": len(batches), "batch_start": min(batches[b]),
             "after": list(batches[b - 1]) if b > 0 else [],
+            **policy,
         })
     return records
 
@@ -88,21 +157,24 @@ FINISHED_STATES = {"success", "skipped", "failed", "upstream_failed", "removed"}
 
 
 def gate_decision(states: Mapping[int, Mapping[str, str | None]], final_task: str,
-                  previous: Sequence[int], batch_start: int) -> tuple[str, str]:
+                  previous: Sequence[int], batch_start: int, threshold: int = 1) -> tuple[str, str]:
     """Decide whether a batch may start.
 
     ``states`` maps map indexes of this run's hosts to their task states ({task_id: state}).
-    Any failure in an earlier batch (map index below ``batch_start``; batches are contiguous)
-    stops the rollout at once, so a failure does not have to ripple batch by batch. Otherwise
-    the batch starts when every host of the ``previous`` batch has finished its final task.
+    Once ``threshold`` hosts of earlier batches (map index below ``batch_start``; batches are
+    contiguous) have failed, the rollout stops at once - a failure does not ripple batch by
+    batch. Otherwise the batch starts when every host of the ``previous`` batch has finished
+    its final task; failures below the threshold are reported and the rollout goes on.
     """
     failed = sorted(i for i, tasks in states.items() if i < batch_start and FAILED_STATES & set(tasks.values()))
-    if failed:
-        return GATE_FAIL, f"an earlier batch failed on map index(es) {failed}: rollout stopped"
+    if len(failed) >= threshold:
+        return GATE_FAIL, (f"{len(failed)} host(s) failed in earlier batches (map index(es) {failed}), "
+                           f"failure threshold {threshold} reached: rollout stopped")
     pending = sorted(i for i in previous if states.get(i, {}).get(final_task) not in FINISHED_STATES)
     if pending:
         return GATE_WAIT, f"waiting for map index(es) {pending} of the previous batch"
-    return GATE_GO, "previous batch is back in rotation"
+    note = f" ({len(failed)} failed host(s) so far, below the threshold of {threshold})" if failed else ""
+    return GATE_GO, "previous batch is done" + note
 
 
 # ---------------------------------------------------------------- host outcomes

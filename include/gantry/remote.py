@@ -85,6 +85,7 @@ if [ -n "$prev" ] && [ -d current ]; then
   (cd current && {app.stop_command})
 fi
 ln -sfn {quote(rel)} current.gantry-new && mv -T current.gantry-new current
+mkdir -p shared && echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) {version}" >> shared/gantry-releases.log
 echo "current -> {rel}; starting: {app.start_command}"
 cd current && {app.start_command}""")
 
@@ -108,3 +109,30 @@ exit 0"""
 
 def list_releases_script(app: AppConfig) -> str:
     return _in_root(app, "ls -1 releases 2>/dev/null | grep -v '^\\.' || true")
+
+
+def history_script(app: AppConfig) -> str:
+    """Prints ``current=<version>`` then the release switches, oldest first."""
+    return _in_root(app, f"""echo "current=$({current_version()})"
+cat shared/gantry-releases.log 2>/dev/null || true""")
+
+
+def previous_version(history: list[str], current: str | None) -> str | None:
+    """The version that ran before the current one, from ``<timestamp> <version>`` lines."""
+    versions = [line.split()[-1] for line in history if line.strip() and "=" not in line]
+    while versions and versions[-1] == current:
+        versions.pop()
+    return versions[-1] if versions else None
+
+
+def cleanup_script(app: AppConfig, keep: int, protect: list[str]) -> str:
+    """Delete the oldest release directories beyond ``keep``; never ``current`` or ``protect``."""
+    keep_set = " ".join(quote(p) for p in protect if p)
+    return _in_root(app, f"""cur=$({current_version()})
+n=0
+for r in $(ls -1t releases | grep -v '^\\.'); do
+  n=$((n+1))
+  [ "$n" -le {int(keep)} ] && continue
+  case " $cur {keep_set} " in *" $r "*) continue ;; esac
+  rm -rf "releases/$r" && echo "removed old release $r"
+done""")

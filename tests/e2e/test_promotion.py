@@ -70,7 +70,7 @@ def test_promotion_under_load_loses_no_request(baseline, airflow):
 
 def test_batches_bound_hosts_out_of_rotation(baseline, airflow):
     with LoadGenerator(threads=2) as load, RotationSampler() as sampler:
-        run_id, state, tis = run(airflow, {"app": "demo", "version": "1.2.0", "batch_size": 2})
+        run_id, state, tis = run(airflow, {"app": "demo", "version": "1.2.0", "batches": "2"})
     assert state == "success"
     assert set(fleet_state()["versions"].values()) == {"1.2.0"}
     assert sampler.max_lb_down == 2, "batches of 2 should take two hosts out together, never more"
@@ -158,7 +158,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     log = airflow.log(DAG, run_id, "resolve_hosts")
     for host in baseline["hosts"]:
         assert f"{host['name']} (batch" in log
-    assert "mark 127.0.0.13:9000 down in upstream demo" in log
+    assert "mark 127.0.0.13:9000 down in upstream demo-test" in log
     assert "dry run: nothing was touched" in log
     after = fleet_state()
     assert set(after["versions"].values()) == {BASELINE}
@@ -170,7 +170,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     ({"app": "demo", "version": "$(reboot)"}, "does not match"),
     ({"app": "nope", "version": "1.1.0"}, "is not one of"),
     ({"app": "demo", "version": "1.1.0", "hosts": ["a b"]}, "does not match"),
-    ({"app": "demo", "version": "1.1.0", "batch_size": 0}, "less than the minimum"),
+    ({"app": "demo", "version": "1.1.0", "batches": "1; reboot"}, "does not match"),
 ])
 def test_invalid_params_are_refused_at_trigger(airflow, conf, message):
     resp = airflow.trigger(DAG, conf)

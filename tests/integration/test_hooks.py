@@ -11,6 +11,7 @@ import pytest
 from support import fleet_state, served_version
 
 APP, ENV = "demo", "test"
+POOL = "demo-test"
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +89,14 @@ def test_nginx_pool_change_takes_a_host_out_and_back_without_errors(running):
             seen.append(r.read().decode().split()[-1])
         return seen
 
-    assert lb.disable(APP, host["address"], 9000) is True
-    assert lb.disable(APP, host["address"], 9000) is False, "idempotent"
+    assert lb.disable(POOL, host["address"], 9000) is True
+    assert lb.disable(POOL, host["address"], 9000) is False, "idempotent"
     try:
-        assert lb.members(APP)[member] is False
+        assert lb.members(POOL)[member] is False
         assert host["name"] not in hit(20)
     finally:
-        assert lb.enable(APP, host["address"], 9000) is True
-    assert lb.members(APP)[member] is True
+        assert lb.enable(POOL, host["address"], 9000) is True
+    assert lb.members(POOL)[member] is True
     assert host["name"] in hit(20)
 
 
@@ -105,7 +106,7 @@ def test_nginx_refuses_a_member_that_is_not_in_the_pool(running):
     from gantry.hooks.loadbalancer import NginxUpstreamHook
 
     with pytest.raises(AirflowException, match="not a member"):
-        NginxUpstreamHook().disable(APP, "127.0.0.99", 9000)
+        NginxUpstreamHook().disable(POOL, "127.0.0.99", 9000)
 
 
 def test_alertmanager_silence_is_reused_and_expired(running):

@@ -1,6 +1,7 @@
 """The host scripts, run by a real shell against the real artifact repository, in a
 scratch install root (the same scripts Gantry sends over SSH)."""
 import hashlib
+import os
 import subprocess
 import urllib.request
 
@@ -57,3 +58,37 @@ def test_stage_reports_a_missing_package(fleet, app, tmp_path):
 def test_probe_output_parses():
     assert remote.parse_probe("current=1.0.0\nprocess=up\nhealth=200\nserved=1.0.0\n") == {
         "current": "1.0.0", "process": "up", "health": "200", "served": "1.0.0"}
+
+
+def test_cleanup_keeps_the_newest_releases_and_never_current_or_previous(app, tmp_path):
+    import time
+
+    root = tmp_path / "demo"
+    for i, v in enumerate(["0.1", "0.2", "0.3", "0.4", "0.5"]):
+        (root / "releases" / v).mkdir(parents=True)
+        os.utime(root / "releases" / v, (time.time() - 100 + i, time.time() - 100 + i))
+    (root / "releases" / ".staging-x").mkdir()
+    (root / "current").symlink_to("releases/0.1")  # rolled back to the oldest
+    result = sh(remote.cleanup_script(app, keep=2, protect=["0.2"]))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [".staging-x", "0.1", "0.2", "0.4", "0.5"]
+
+
+def test_restart_switches_current_and_logs_the_release(app, tmp_path):
+    root = tmp_path / "demo"
+    for v in ("1.0", "2.0"):
+        (root / "releases" / v / "bin").mkdir(parents=True)
+        for cmd in ("start.sh", "stop.sh"):
+            script = root / "releases" / v / "bin" / cmd
+            script.write_text(f"#!/bin/sh\necho {cmd} {v} >> ../../shared/calls\n")
+            script.chmod(0o755)
+    (root / "shared").mkdir()
+    (root / "current").symlink_to("releases/1.0")
+    result = sh(remote.restart_script(app, "2.0"))
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(root / "current") == "releases/2.0"
+    assert (root / "shared/calls").read_text().split("\n")[:2] == ["stop.sh 1.0", "start.sh 2.0"]
+    history = sh(remote.history_script(app)).stdout.splitlines()
+    assert history[0] == "current=2.0" and history[1].endswith(" 2.0")
+    assert sh(remote.restart_script(app, "9.9")).returncode == remote.EXIT_NOT_FOUND
+

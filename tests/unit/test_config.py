@@ -12,7 +12,7 @@ def test_repository_config_loads():
     demo = cfg.app("demo")
     assert demo.package_name("1.1.0") == "demo-1.1.0.tar.gz"
     assert demo.package_kind == "tar.gz"
-    assert cfg.environment("test").batch_size == 1
+    assert cfg.environment("test").batches == "1"
     assert cfg.inventory_path == REPO / "config" / "inventory.yaml"
 
 

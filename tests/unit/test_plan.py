@@ -113,3 +113,69 @@ def test_render_plan_lists_every_host_with_its_batch():
     assert "3 host(s), 2 batch(es)" in text
     assert "batch 2: h2 (127.0.0.12:2222), after map index(es) [0, 1]" in text
     assert text.count("1. step one") == 3
+
+
+@pytest.mark.parametrize("spec, n, sizes", [
+    ("2", 5, [2, 2, 1]),
+    (3, 7, [3, 3, 1]),
+    ("1, 10%, 50%, 100%", 20, [1, 1, 8, 10]),
+    ("1, 25%, 50%, 100%", 12, [1, 2, 3, 6]),
+    ("1, 50%", 10, [1, 4, 5]),            # the rest follows the last step
+    (["1", "100%"], 4, [1, 3]),
+    ("1, 10%, 100%", 5, None),            # 10% of 5 rounds up to 1: no growth
+])
+def test_batch_plans(spec, n, sizes):
+    if sizes is None:
+        with pytest.raises(PlanError, match="grow"):
+            plan.parse_batch_plan(spec, n)
+        return
+    batches = plan.parse_batch_plan(spec, n)
+    assert [len(b) for b in batches] == sizes
+    assert [i for b in batches for i in b] == list(range(n))
+
+
+@pytest.mark.parametrize("spec", ["0", "-1", "x", "150%", "0%", "1, , 0"])
+def test_bad_batch_steps_are_refused(spec):
+    with pytest.raises(PlanError):
+        plan.parse_batch_plan(spec, 10)
+
+
+def test_max_unavailable_refuses_plans_that_would_exceed_it():
+    batches = plan.parse_batch_plan("1, 25%, 50%, 100%", 12)  # sizes 1, 2, 3, 6
+    assert plan.check_plan(batches, 12, "50%") == 6
+    assert plan.check_plan(batches, 12, 6) == 6
+    with pytest.raises(PlanError, match="exceeds max_unavailable"):
+        plan.check_plan(batches, 12, "25%")
+
+
+def test_a_plan_that_leaves_no_host_in_rotation_is_refused():
+    with pytest.raises(PlanError, match="every one of the 4 hosts"):
+        plan.check_plan(plan.parse_batch_plan("4", 4), 4, None)
+    with pytest.raises(PlanError, match="allow every host"):
+        plan.check_plan(plan.parse_batch_plan("1", 4), 4, "100%")
+    assert plan.check_plan(plan.parse_batch_plan("1", 1), 1, None) == 1  # a single host has no choice
+
+
+def test_failure_threshold():
+    assert plan.failure_threshold(None, 10) == 1
+    assert plan.failure_threshold("2", 10) == 2
+    assert plan.failure_threshold("20%", 12) == 3
+
+
+def test_gate_continues_below_the_failure_threshold_and_stops_at_it():
+    states = {0: {"g.await_healthy": "failed", FINAL: "failed"}, 1: {FINAL: "success"},
+              2: {FINAL: "success"}}
+    decision, message = plan.gate_decision(states, FINAL, [1, 2], 3, threshold=2)
+    assert decision == plan.GATE_GO and "below the threshold" in message
+    states[2] = {"g.restart_app": "failed", FINAL: "success"}
+    assert plan.gate_decision(states, FINAL, [1, 2], 3, threshold=2)[0] == plan.GATE_FAIL
+
+
+def test_previous_version_from_the_release_log():
+    from gantry.remote import previous_version
+
+    log = ["2026-01-01T00:00:00Z 1.0.0", "2026-01-02T00:00:00Z 1.1.0", "2026-01-03T00:00:00Z 1.2.0"]
+    assert previous_version(log, "1.2.0") == "1.1.0"
+    assert previous_version(log + ["2026-01-04T00:00:00Z 1.2.0"], "1.2.0") == "1.1.0"  # restarts repeat
+    assert previous_version(log[:1], "1.0.0") is None
+    assert previous_version([], None) is None

@@ -40,6 +40,19 @@ class ArtifactRepositoryHook(HttpHook):
             raise ArtifactNotFound(f"{app} {version}: {filename}.sha256 is not a sha256 checksum")
         return match.group(1)
 
+    def download(self, app: str, version: str, filename: str, sha256: str) -> bytes:
+        """The package, verified against ``sha256`` (for work done on the worker, e.g. migrations)."""
+        import hashlib
+
+        resp = self._get(f"/{app}/{version}/{filename}")
+        if resp.status_code == 404:
+            raise ArtifactNotFound(f"{app} {version}: {filename} is not in the artifact repository")
+        resp.raise_for_status()
+        actual = hashlib.sha256(resp.content).hexdigest()
+        if actual != sha256:
+            raise ArtifactNotFound(f"{app} {version}: sha256 mismatch for {filename}: expected {sha256}, got {actual}")
+        return resp.content
+
     def package_url(self, app: str, version: str, filename: str) -> str:
         if self.base_url is None or not self.base_url:
             self.get_conn()

@@ -1,7 +1,7 @@
 """nginx (open source) as the layer-7 load balancer, driven over SSH on the LB box.
 
 Open-source nginx has no runtime API: an app's pool lives in an included upstream file
-(``<upstream_dir>/<app>.conf``, one ``server ADDR:PORT;`` line per member). Taking a member
+(``<upstream_dir>/<pool>.conf``, pool = ``<app>-<env>`` by default, one ``server ADDR:PORT;`` line per member). Taking a member
 out marks it ``down``, validates with ``nginx -t`` and reloads gracefully (old workers finish
 their requests). A lock serialises concurrent edits from hosts of the same batch; a failed
 validation restores the previous file.
@@ -26,27 +26,27 @@ class NginxUpstreamHook(GantrySSHHook):
         self.upstream_dir = self.extra["upstream_dir"]
         self.nginx_bin = self.extra.get("nginx_bin", "nginx")
 
-    def _file(self, app: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_-]+$", app):
-            raise ValueError(f"invalid app name {app!r}")
-        return f"{self.upstream_dir}/{app}.conf"
+    def _file(self, pool: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_-]+$", pool):
+            raise ValueError(f"invalid pool name {pool!r}")
+        return f"{self.upstream_dir}/{pool}.conf"
 
-    def set_member(self, app: str, address: str, port: int, enabled: bool) -> bool:
+    def set_member(self, pool: str, address: str, port: int, enabled: bool) -> bool:
         """Returns True when the pool changed (and nginx was reloaded)."""
         member = f"{address}:{int(port)}"
-        f = quote(self._file(app))
+        f = quote(self._file(pool))
         pattern = re.escape(member).replace("/", r"\/")
         want = "" if enabled else " down"
         script = f"""set -eu
 exec 9>{f}.lock
 flock -w 30 9
-grep -Eq '^[[:space:]]*server {pattern}( down)?;' {f} || {{ echo "{member} is not a member of upstream {app}" >&2; exit 3; }}
-if grep -Eq '^[[:space:]]*server {pattern}{want};' {f}; then echo "{member} already {'enabled' if enabled else 'down'} in {app}"; exit 0; fi
+grep -Eq '^[[:space:]]*server {pattern}( down)?;' {f} || {{ echo "{member} is not a member of upstream {pool}" >&2; exit 3; }}
+if grep -Eq '^[[:space:]]*server {pattern}{want};' {f}; then echo "{member} already {'enabled' if enabled else 'down'} in {pool}"; exit 0; fi
 cp {f} {f}.previous
 sed -E -i 's/^([[:space:]]*server {pattern})( down)?;/\\1{want};/' {f}
 if ! {self.nginx_bin} -t -q -c {quote(self.nginx_conf)}; then cp {f}.previous {f}; echo "nginx -t failed; pool restored" >&2; exit 4; fi
 {self.nginx_bin} -s reload -c {quote(self.nginx_conf)}
-echo "CHANGED: {member} {'enabled' if enabled else 'down'} in {app}; nginx reloaded\""""
+echo "CHANGED: {member} {'enabled' if enabled else 'down'} in {pool}; nginx reloaded\""""
         result = self.run(script, timeout=60)
         if not result.ok:
             raise AirflowException(f"nginx pool change failed ({result.exit_code}): {result.stderr.strip()}")
@@ -62,7 +62,7 @@ echo "CHANGED: {member} {'enabled' if enabled else 'down'} in {app}; nginx reloa
     def members(self, app: str) -> dict[str, bool]:
         result = self.run(f"cat {quote(self._file(app))}", timeout=30)
         if not result.ok:
-            raise AirflowException(f"cannot read upstream {app}: {result.stderr.strip()}")
+            raise AirflowException(f"cannot read upstream {pool}: {result.stderr.strip()}")
         return parse_upstream(result.stdout)
 
 

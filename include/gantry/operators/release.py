@@ -36,9 +36,14 @@ def _app_config(app: str) -> AppConfig:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _pool(app: str, environment: str) -> str:
+    return load_config().environment(environment).pool(app)
+
+
 def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artifact: dict) -> list[str]:
     """Every step a host goes through, with the concrete values, for logs and dry runs."""
     member = f"{host['address']}:{app.port}"
+    pool = _pool(app.name, environment)
     t = app.timeouts
     return [
         f"health pre-check: process ({app.pid_file}) and GET http://{member}{app.health_path}; "
@@ -46,7 +51,7 @@ def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artif
         f"stage: download {artifact['url']} into {app.install_root}/releases/{version}, verify sha256 {artifact['sha256']}",
         f"silence alerts app={app.name} env={environment} host={host['name']} (ends by itself after {app.silence_minutes} min)",
         f"registry: disable {app.name}/{environment}/{host['name']}",
-        f"load balancer: mark {member} down in upstream {app.name}",
+        f"load balancer: mark {member} down in upstream {pool}",
         f"drain: wait up to {t.drain:g}s for in-flight connections to {member} to finish",
         f"quiet period: {t.quiet_period:g}s",
         f"restart: `{app.stop_command}` in current release, current -> releases/{version}, `{app.start_command}`",
@@ -87,19 +92,158 @@ class VerifyArtifactOperator(BaseOperator):
         return {"filename": filename, "url": url, "sha256": sha256}
 
 
+class MigrateDatabaseOperator(BaseOperator):
+    """Runs the app's schema migrations once for the environment, under a lock.
+
+    ``direction="up"`` (promotion, before any host): upgrade to the version's head revision.
+    ``direction="down"`` (rollback): downgrade to the target version's head with the down steps of
+    the package that brought the current revision - only if that package declares its migrations
+    reversible. ``check_only`` decides and refuses without changing anything (run before hosts).
+    A failure here is deterministic: the run stops and no host is touched.
+    """
+
+    template_fields: Sequence[str] = ("app", "version", "artifact", "dry_run")
+    ui_color = "#f3e8fd"
+
+    def __init__(self, *, app: str, version: str, environment: str, artifact: Any, direction: str = "up",
+                 check_only: bool = False, dry_run: Any = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app, self.version, self.environment, self.artifact = app, version, environment, artifact
+        self.direction, self.check_only, self.dry_run = direction, check_only, dry_run
+
+    def execute(self, context: Context) -> dict | None:
+        from gantry import adapters
+        from gantry.hooks.migrations import (
+            SchemaMigrationHook, extract_migrations, scratch_dir, script_has, script_head)
+
+        app = _app_config(self.app)
+        if not app.migrations:
+            self.log.info("%s declares no schema migrations", app.name)
+            return None
+        repo = adapters.artifact_repository()
+        hook = SchemaMigrationHook(app.migrations.connection_id(app.name, self.environment))
+        where = f"{app.name} in {self.environment}"
+        with scratch_dir() as tmp:
+            package = repo.download(app.name, self.version, self.artifact["filename"], self.artifact["sha256"])
+            target_dir, _ = extract_migrations(package, app.migrations.path, tmp / "target")
+            target = script_head(target_dir)
+            with hook.locked(app.name, self.environment) as conn:
+                current = hook.current_revision(conn)
+                self.log.info("%s: database at revision %s; %s %s expects %s", where, current, app.name,
+                              self.version, target)
+                if current == target:
+                    self.log.info("schema already at %s: nothing to migrate", target)
+                    return {"from": current, "to": target}
+                if current is None or script_has(target_dir, current):
+                    return self._upgrade(hook, conn, target_dir, current, target, context)
+                if self.direction == "up":
+                    raise AirflowFailException(
+                        f"{where}: the database is at revision {current}, newer than {self.version} knows "
+                        f"({target}). Use the rollback DAG to go back, or release a version that includes "
+                        f"{current}. No host was touched.")
+                return self._downgrade(hook, conn, repo, tmp, app, current, target, context)
+
+    def _upgrade(self, hook, conn, script_dir, current, target, context) -> dict:
+        if self.dry_run or self.check_only:
+            self.log.info("will upgrade %s -> %s%s", current, target, " (dry run)" if self.dry_run else "")
+            return {"from": current, "to": target, "applied": False}
+        try:
+            hook.upgrade(conn, script_dir, target)
+        except Exception as exc:
+            raise AirflowFailException(
+                f"schema migration of {self.app} in {self.environment} to {self.version} failed: {exc}. "
+                "The database is left at the last revision that completed; no host was touched.") from exc
+        hook.record(conn, self.app, self.environment, self.version, target, "up", context["run_id"])
+        self.log.info("upgraded %s -> %s", current, target)
+        return {"from": current, "to": target, "applied": True}
+
+    def _downgrade(self, hook, conn, repo, tmp, app, current, target, context) -> dict:
+        from gantry.hooks.migrations import extract_migrations
+
+        source = hook.version_with_revision(conn, app.name, self.environment, current)
+        if source is None:
+            raise AirflowFailException(
+                f"{app.name} in {self.environment}: the database is at revision {current}, which no Gantry "
+                "release recorded, so its down steps are unknown. Migrate it by hand; no host was touched.")
+        filename = app.package_name(source)
+        package = repo.download(app.name, source, filename, repo.checksum(app.name, source, filename))
+        source_dir, release = extract_migrations(package, app.migrations.path, tmp / "source")
+        if not release.get("migrations_reversible", False):
+            raise AirflowFailException(
+                f"{app.name} {source} declares its migrations irreversible: the database cannot be taken "
+                f"from {current} back to {target} automatically. Restore the database from a backup taken "
+                f"before {source}, or roll forward with a fix. No host was touched.")
+        if self.dry_run or self.check_only:
+            self.log.info("will downgrade %s -> %s with the down steps of %s", current, target, source)
+            return {"from": current, "to": target, "applied": False}
+        hook.downgrade(conn, source_dir, target)
+        hook.record(conn, app.name, self.environment, self.version, target, "down", context["run_id"])
+        self.log.info("downgraded %s -> %s with the down steps of %s", current, target, source)
+        return {"from": current, "to": target, "applied": True}
+
+
+class ResolveRollbackTargetOperator(BaseOperator):
+    """Decides the version a rollback returns to: the requested one, or else the version each
+    host ran before its current one (from the release log Gantry keeps on every host). Hosts
+    that disagree are reported; the most common previous version wins."""
+
+    template_fields: Sequence[str] = ("app", "version")
+    ui_color = "#fde8e8"
+
+    def __init__(self, *, app: str, environment: str, version: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app, self.environment, self.version = app, environment, version
+
+    def execute(self, context: Context) -> str:
+        from collections import Counter
+
+        from gantry import adapters, remote
+        from gantry.hooks.ssh import GantrySSHHook
+
+        if self.version:
+            try:
+                return plan.validate_version(self.version)
+            except plan.PlanError as exc:
+                raise AirflowFailException(str(exc)) from exc
+        config = load_config()
+        app = _app_config(self.app)
+        previous: dict[str, str | None] = {}
+        for host in adapters.cmdb(config, config.environment(self.environment)).hosts(app.name, self.environment):
+            hook = GantrySSHHook(remote_host=host.address, port=host.ssh_port)
+            try:
+                out = hook.run(remote.history_script(app), timeout=app.timeouts.command).stdout.splitlines()
+            finally:
+                hook.close()
+            current = remote.parse_probe(out[0]).get("current") if out else None
+            previous[host.name] = remote.previous_version(out[1:], current)
+            self.log.info("%s: current %s, previous %s", host.name, current, previous[host.name])
+        votes = Counter(v for v in previous.values() if v)
+        if not votes:
+            raise AirflowFailException(f"no host of {app.name} in {self.environment} has a previous release to "
+                                       "return to; give the version explicitly")
+        target, _ = votes.most_common(1)[0]
+        if len(votes) > 1:
+            self.log.warning("hosts disagree on the previous version %s; rolling back to %s", dict(votes), target)
+        self.log.info("rolling %s in %s back to %s", app.name, self.environment, target)
+        return target
+
+
 class ResolveHostsOperator(BaseOperator):
     """Reads the app's hosts in this environment from the CMDB, applies the requested subset
     and plans the batches. Returns one record per host to map over (empty on a dry run,
     after logging the exact per-host plan)."""
 
-    template_fields: Sequence[str] = ("app", "version", "hosts", "batch_size", "dry_run", "artifact")
+    template_fields: Sequence[str] = ("app", "version", "hosts", "batches", "failure_threshold", "bake_seconds",
+                                      "dry_run", "artifact")
     ui_color = "#e8f4fd"
 
     def __init__(self, *, app: str, version: str, environment: str, artifact: Any,
-                 hosts: Any = None, batch_size: Any = None, dry_run: Any = False, **kwargs) -> None:
+                 hosts: Any = None, batches: Any = None, failure_threshold: Any = None, bake_seconds: Any = None,
+                 dry_run: Any = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.failure_threshold, self.bake_seconds = failure_threshold, bake_seconds
         self.app, self.version, self.environment = app, version, environment
-        self.artifact, self.hosts, self.batch_size, self.dry_run = artifact, hosts, batch_size, dry_run
+        self.artifact, self.hosts, self.batches, self.dry_run = artifact, hosts, batches, dry_run
 
     def execute(self, context: Context) -> list[dict]:
         from gantry.adapters import cmdb
@@ -109,10 +253,16 @@ class ResolveHostsOperator(BaseOperator):
         app = _app_config(self.app)
         try:
             hosts = plan.select_hosts(cmdb(config, env).hosts(app.name, env.name), self.hosts)
-            batches = plan.plan_batches(len(hosts), int(self.batch_size or env.batch_size))
+            batch_plan = self.batches or env.batches
+            batches = plan.parse_batch_plan(batch_plan, len(hosts))
+            bound = plan.check_plan(batches, len(hosts), env.max_unavailable)
+            threshold = plan.failure_threshold(self.failure_threshold or env.failure_threshold, len(hosts))
         except plan.PlanError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        records = plan.assign_batches(hosts, batches)
+            raise AirflowFailException(f"{exc}. No host was touched.") from exc
+        bake = float(env.bake_seconds if self.bake_seconds in (None, "") else self.bake_seconds)
+        self.log.info("batch plan %r: %s; at most %d host(s) out of rotation; failure threshold %d; bake %gs",
+                      batch_plan, [len(b) for b in batches], bound, threshold, bake)
+        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake)
         steps = plan_steps(app, env.name, self.version, {"name": "<host>", "address": "<address>"}, self.artifact)
         self.log.info("%s", plan.render_plan(app.name, env.name, self.version, records, []))
         if self.dry_run:
@@ -236,7 +386,7 @@ class TakeOfflineOperator(HostStepOperator):
         self.log.info("silenced alerts for %s (silence %s)", name, silence_id)
         adapters.registry().disable(app.name, self.environment, name, reason=f"release {self.version}")
         self.log.info("disabled %s in the registry", name)
-        changed = adapters.load_balancer().disable(app.name, self.host["address"], app.port)
+        changed = adapters.load_balancer().disable(_pool(app.name, self.environment), self.host["address"], app.port)
         self.log.info("load balancer: %s %s", self.member, "marked down" if changed else "was already down")
         self.remote(remote.drain_script(app, self.host["address"], app.timeouts.drain),
                     timeout=app.timeouts.drain + 30)
@@ -284,6 +434,7 @@ class BringOnlineOperator(HostStepOperator):
         probe = self.probe(expect_version=self.version)
         if self.is_healthy(probe, self.version):
             self._online()
+            self._cleanup(previous)
             return self._finish(context, plan.RELEASED, f"{previous} -> {self.version}")
 
         if probe.get("current") == self.version and previous:
@@ -309,6 +460,18 @@ class BringOnlineOperator(HostStepOperator):
             raise AirflowFailException(f"{name}: {reason}; back in rotation on {previous}")
         return self._finish(context, outcome, reason + ", back in rotation")
 
+    def _cleanup(self, previous: str | None) -> None:
+        """Keep the newest ``keep_releases`` release directories (and always the previous one,
+        the rollback target). Best effort: a failed cleanup never fails a release."""
+        from gantry import remote
+
+        try:
+            result = self.remote(remote.cleanup_script(self.app_config, self.app_config.keep_releases, [previous]))
+            if not result.ok:
+                self.log.warning("release cleanup failed: %s", result.stderr.strip())
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("release cleanup failed: %s", exc)
+
     def _wait_healthy(self, version: str | None, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
@@ -324,8 +487,9 @@ class BringOnlineOperator(HostStepOperator):
         app, name = self.app_config, self.host["name"]
         adapters.registry().enable(app.name, self.environment, name)
         self.log.info("enabled %s in the registry", name)
-        adapters.load_balancer().enable(app.name, self.host["address"], app.port)
-        self.log.info("load balancer: %s back in upstream %s", self.member, app.name)
+        pool = _pool(app.name, self.environment)
+        adapters.load_balancer().enable(pool, self.host["address"], app.port)
+        self.log.info("load balancer: %s back in upstream %s", self.member, pool)
         expired = adapters.silencer().unsilence(app.name, self.environment, name)
         self.log.info("expired %d silence(s) for %s", expired, name)
 

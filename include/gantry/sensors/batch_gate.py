@@ -45,14 +45,18 @@ class BatchGateSensor(BaseSensorOperator):
             self.log.info("%s is in the first batch", self.host["name"])
             return
         ti = context["ti"]
-        states = read_group_states(ti.dag_id, ti.run_id, self.group_id)
-        if self._decide(*plan.gate_decision(states, self.final_task_id, after, self.host["batch_start"])):
-            return
+        host = self.host
+        if not host.get("bake_seconds"):
+            states = read_group_states(ti.dag_id, ti.run_id, self.group_id)
+            if self._decide(*plan.gate_decision(states, self.final_task_id, after, host["batch_start"],
+                                                host.get("threshold", 1))):
+                return
         self.log.info("%s (batch %d/%d) waits for map index(es) %s", self.host["name"], self.host["batch"] + 1,
                       self.host["batches"], after)
         self.defer(
             trigger=BatchGateTrigger(ti.dag_id, ti.run_id, self.group_id, self.final_task_id, after,
-                                     self.host["batch_start"], self.gate_poll_interval),
+                                     host["batch_start"], host.get("threshold", 1), host.get("bake_seconds", 0),
+                                     self.gate_poll_interval),
             method_name="execute_complete", timeout=self.execution_timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:

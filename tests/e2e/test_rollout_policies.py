@@ -1,0 +1,189 @@
+"""Batch plans, max-unavailable, failure thresholds, automatic and on-demand rollback and
+schema migrations, on the 20 `prod` hosts of the local fleet, through the real scheduler."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state
+
+pytestmark = pytest.mark.e2e
+ENV = "prod"
+PROMOTE, ROLLBACK = "gantry_promote_prod", "gantry_rollback_prod"
+BASELINE = "1.0.0"
+
+
+@pytest.fixture
+def prod(fleet, airflow):
+    fleet.reset(BASELINE, ENV)
+    airflow.wait_for_dag(PROMOTE)
+    airflow.wait_for_dag(ROLLBACK)
+    state = fleet_state(env=ENV)
+    assert len(state["hosts"]) == 20 and set(state["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(state)
+    return state
+
+
+def db():
+    import fleetctl
+
+    return sa.create_engine(f"postgresql+psycopg2://demo:demo@127.0.0.1:{fleetctl.PG_PORT}/demo_prod",
+                            poolclass=sa.pool.NullPool)
+
+
+def schema():
+    with db().connect() as c:
+        insp = sa.inspect(c)
+        revision = c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() \
+            if insp.has_table("alembic_version") else None
+        columns = {col["name"] for col in insp.get_columns("greetings")} if insp.has_table("greetings") else set()
+        return revision, columns, set(insp.get_table_names())
+
+
+def run(airflow, dag, conf, timeout=900):
+    resp = airflow.trigger(dag, conf)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["dag_run_id"]
+    state = airflow.wait_run(dag, run_id, timeout=timeout)
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in airflow.task_instances(dag, run_id)}
+    return run_id, state, tis
+
+
+def per_host(tis, task):
+    return {ti["rendered_map_index"]: ti for (t, _), ti in tis.items() if t == f"host_release.{task}"}
+
+
+def outcomes(airflow, dag, run_id, tis):
+    out = {}
+    for (task, idx), ti in tis.items():
+        if task == "host_release.bring_online":
+            record = airflow.xcom(dag, run_id, task, key="outcome", map_index=idx)
+            if record:
+                out[record["host"]] = record
+    return out
+
+
+def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_everything(prod, airflow):
+    with LoadGenerator(env=ENV, threads=3) as load, RotationSampler(env=ENV) as sampler:
+        run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0"})
+    assert state == "success"
+    after = fleet_state(env=ENV)
+    assert set(after["versions"].values()) == {"1.1.0"}
+    assert_all_in_rotation(after)
+    # Plan "1, 25%, 50%, 100%" of 20 hosts: batches of 1, 4, 5, 10; max_unavailable 50% = 10.
+    batches = sorted(o["batch"] for o in outcomes(airflow, PROMOTE, run_id, tis).values())
+    assert [batches.count(b) for b in range(4)] == [1, 4, 5, 10]
+    assert sampler.samples > 100
+    assert 2 <= sampler.max_lb_down <= 10 and sampler.max_registry_disabled <= 10
+    assert load.total >= 2000 and load.failures == [], load.failures[:5]
+    # The canary finished before anything else started.
+    canary_done = per_host(tis, "bring_online")["prod-demo-01"]["end_date"]
+    others_started = [ti["start_date"] for h, ti in per_host(tis, "precheck").items() if h != "prod-demo-01"]
+    assert min(others_started) > canary_done
+    # The schema went up first: 1.1.0 ships migrations 0001 and 0002.
+    revision, columns, _ = schema()
+    assert revision == "0002" and "language" in columns
+    migrate = tis[("migrate_database", -1)]
+    assert migrate["end_date"] < min(ti["start_date"] for ti in per_host(tis, "precheck").values())
+
+    # Roll back without naming a version: the hosts' previous release, 1.0.0, and its schema.
+    run_id, state, tis = run(airflow, ROLLBACK, {"app": "demo", "batches": "50%"})
+    assert state == "success", "rollback failed"
+    assert airflow.xcom(ROLLBACK, run_id, "resolve_target") == BASELINE
+    after = fleet_state(env=ENV)
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+    revision, columns, _ = schema()
+    assert revision == "0001" and "language" not in columns
+    # Hosts first, schema last: old code runs on the expanded schema while hosts go back.
+    down = tis[("migrate_database", -1)]
+    assert down["start_date"] > max(ti["end_date"] for ti in per_host(tis, "bring_online").values())
+
+
+def test_canary_failure_halts_before_the_second_batch(prod, airflow, fleet):
+    import artifacts
+
+    artifacts.publish_demo(fleet.STATE / "artifacts", "2.0.0-broken", never_healthy=True)
+    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "2.0.0-broken"})
+    assert state == "failed"
+    record = outcomes(airflow, PROMOTE, run_id, tis)["prod-demo-01"]
+    assert record["outcome"] == "rolled_back"
+    started = [h for h, ti in per_host(tis, "precheck").items() if ti["state"] == "success"]
+    assert started == ["prod-demo-01"], "no host beyond the canary may start"
+    after = fleet_state(env=ENV)
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+
+
+def test_failures_below_the_threshold_continue_and_failed_hosts_roll_back(prod, airflow, fleet):
+    import artifacts
+
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.1-flaky03", never_healthy_on=("prod-demo-03",))
+    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.1-flaky03",
+                                                "failure_threshold": "2"})
+    assert state == "failed", "a host failed, so the run reports failure"
+    results = outcomes(airflow, PROMOTE, run_id, tis)
+    assert results["prod-demo-03"]["outcome"] == "rolled_back"
+    assert sorted(h for h, o in results.items() if o["outcome"] == "released") == sorted(
+        f"prod-demo-{i:02d}" for i in range(1, 21) if i != 3)
+    after = fleet_state(env=ENV)
+    assert after["versions"].pop("prod-demo-03") == BASELINE, "the failed host serves its old release"
+    assert set(after["versions"].values()) == {"1.1.1-flaky03"}
+    assert_all_in_rotation(after)
+    assert "below the threshold" in airflow.log(PROMOTE, run_id, "host_release.wait_for_batch", 5)
+
+
+def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(prod, airflow):
+    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1, 100%"})
+    assert state == "failed"
+    assert tis[("resolve_hosts", -1)]["state"] == "failed"
+    assert "exceeds max_unavailable" in airflow.log(PROMOTE, run_id, "resolve_hosts")
+    assert not any(t.startswith("host_release.") and ti["state"] == "success" for (t, _), ti in tis.items())
+    assert set(fleet_state(env=ENV)["versions"].values()) == {BASELINE}
+
+
+def test_bake_time_separates_batches(prod, airflow):
+    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1",
+                                                "bake_seconds": 6, "hosts": ["prod-demo-01", "prod-demo-02"]})
+    assert state == "success"
+    first_done = dt.datetime.fromisoformat(per_host(tis, "bring_online")["prod-demo-01"]["end_date"])
+    second_start = dt.datetime.fromisoformat(per_host(tis, "precheck")["prod-demo-02"]["start_date"])
+    assert (second_start - first_done).total_seconds() >= 6
+
+
+def test_failing_migration_stops_the_release_before_any_host(prod, airflow, fleet):
+    import artifacts
+
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.5.0-badmig", migrations=("0001", "0002", "0003", "0004"))
+    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.5.0-badmig"})
+    assert state == "failed"
+    assert tis[("migrate_database", -1)]["state"] == "failed"
+    assert tis[("migrate_database", -1)]["try_number"] == 1, "a failed migration is not retried"
+    assert "no host was touched" in airflow.log(PROMOTE, run_id, "migrate_database")
+    assert not [t for (t, _), ti in tis.items() if t.startswith("host_release.") and ti["state"] == "success"]
+    after = fleet_state(env=ENV)
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
+    revision, _, tables = schema()
+    assert revision == "0003", "each migration is its own transaction: the last good one stays"
+    assert "half_done" not in tables, "the failed migration left nothing behind"
+
+
+def test_irreversible_migrations_refuse_rollback_before_any_host(prod, airflow, fleet):
+    import artifacts
+
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.6.0-contract",
+                           migrations=("0001", "0002", "0003", "0005"), migrations_reversible=False)
+    _, state, _ = run(airflow, PROMOTE, {"app": "demo", "version": "1.6.0-contract",
+                                         "hosts": ["prod-demo-01"]})
+    assert state == "success"
+    assert schema()[0] == "0005"
+    run_id, state, tis = run(airflow, ROLLBACK, {"app": "demo", "version": BASELINE, "hosts": ["prod-demo-01"]})
+    assert state == "failed"
+    assert tis[("check_migrations", -1)]["state"] == "failed"
+    log = airflow.log(ROLLBACK, run_id, "check_migrations")
+    assert "irreversible" in log and "Restore the database from a backup" in log
+    assert fleet_state(env=ENV)["versions"]["prod-demo-01"] == "1.6.0-contract", "no host was touched"
+    assert schema()[0] == "0005"
