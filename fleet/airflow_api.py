@@ -56,7 +56,13 @@ class AirflowAPI:
         raise TimeoutError(f"run {run_id} still running after {timeout}s")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"]
+        """Every task instance of the run (the API pages at 100)."""
+        out: list[dict] = []
+        while True:
+            page = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100, offset=len(out))
+            out.extend(page["task_instances"])
+            if not page["task_instances"] or len(out) >= page["total_entries"]:
+                return out
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1):
         r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",

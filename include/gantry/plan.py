@@ -86,7 +86,8 @@ def parse_batch_plan(spec: str | int | Sequence[str | int], host_count: int) -> 
     - a list of steps (``"1, 10%, 50%, 100%"`` or ``[1, "10%", "50%", "100%"]``): each step is
       the cumulative number of hosts released once that batch is done, as a count or a
       percentage of all hosts; the first step is the canary. The last step is extended to
-      every host, so ``1, 50%`` means canary, half, then the rest.
+      every host, so ``1, 50%`` means canary, half, then the rest. Steps that round to the
+      same number of hosts collapse into one batch.
     """
     if isinstance(spec, str) and "," in spec:
         steps = [s for s in (p.strip() for p in spec.split(",")) if s]
@@ -96,9 +97,11 @@ def parse_batch_plan(spec: str | int | Sequence[str | int], host_count: int) -> 
         return plan_batches(host_count, _amount(spec, host_count, "batch size"))
     if not steps:
         raise PlanError("an empty batch plan")
-    targets = [min(_amount(s, host_count, "batch step"), host_count) for s in steps]
-    if any(b <= a for a, b in zip(targets, targets[1:])):
-        raise PlanError(f"batch plan {steps!r} must grow at every step (hosts after each step: {targets})")
+    raw = [_amount(s, host_count, "batch step") for s in steps]
+    if any(b < a for a, b in zip(raw, raw[1:])):
+        raise PlanError(f"batch plan {steps!r} must not shrink (hosts after each step: {raw})")
+    # On few hosts, steps can round to the same count: those collapse ("1, 10%" of 5 is one step).
+    targets = sorted({min(t, host_count) for t in raw})
     if targets[-1] < host_count:
         targets.append(host_count)
     batches, done = [], 0

@@ -122,11 +122,13 @@ def test_render_plan_lists_every_host_with_its_batch():
     ("1, 25%, 50%, 100%", 12, [1, 2, 3, 6]),
     ("1, 50%", 10, [1, 4, 5]),            # the rest follows the last step
     (["1", "100%"], 4, [1, 3]),
-    ("1, 10%, 100%", 5, None),            # 10% of 5 rounds up to 1: no growth
+    ("1, 10%, 100%", 5, [1, 4]),          # 10% of 5 rounds up to 1: the steps collapse
+    ("1, 25%, 50%, 100%", 1, [1]),
+    ("50%, 1", 10, None),                 # shrinking steps are a mistake
 ])
 def test_batch_plans(spec, n, sizes):
     if sizes is None:
-        with pytest.raises(PlanError, match="grow"):
+        with pytest.raises(PlanError, match="shrink"):
             plan.parse_batch_plan(spec, n)
         return
     batches = plan.parse_batch_plan(spec, n)
