@@ -113,6 +113,7 @@ class MigrateDatabaseOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict | None:
         from gantry import adapters
+        from gantry.hooks.artifacts import ArtifactNotFound
         from gantry.hooks.migrations import (
             SchemaMigrationHook, extract_migrations, scratch_dir, script_has, script_head)
 
@@ -124,7 +125,10 @@ class MigrateDatabaseOperator(BaseOperator):
         hook = SchemaMigrationHook(app.migrations.connection_id(app.name, self.environment))
         where = f"{app.name} in {self.environment}"
         with scratch_dir() as tmp:
-            package = repo.download(app.name, self.version, self.artifact["filename"], self.artifact["sha256"])
+            try:  # the worker needs the package's migrations: it verifies the package itself
+                package = repo.download(app.name, self.version, self.artifact["filename"], self.artifact["sha256"])
+            except ArtifactNotFound as exc:
+                raise AirflowFailException(f"{exc}. No host was touched.") from exc
             target_dir, _ = extract_migrations(package, app.migrations.path, tmp / "target")
             target = script_head(target_dir)
             with hook.locked(app.name, self.environment) as conn:
