@@ -90,8 +90,10 @@ def promotion(api: AirflowAPI, env: str, version: str) -> dict:
                    for i in hosts})
     run = api.get(f"/dags/{dag}/dagRuns/{run_id}")
     run_span = ts(run["end_date"]) - ts(run["start_date"])
-    # Union of intervals where any task ran: the rest of the run is scheduling/queuing overhead.
-    intervals = sorted((ts(ti["start_date"]), ts(ti["end_date"])) for ti in tis)
+    # Union of intervals where any task was working (batch gates excluded: they only wait, deferred):
+    # the rest of the run is scheduling, queuing and deferral latency.
+    working = [ti for ti in tis if not ti["task_id"].endswith("wait_for_batch")]
+    intervals = sorted((ts(ti["start_date"]), ts(ti["end_date"])) for ti in working)
     busy, cur_s, cur_e = 0.0, None, None
     for s, e in intervals:
         if cur_e is None or s > cur_e:
@@ -104,13 +106,17 @@ def promotion(api: AirflowAPI, env: str, version: str) -> dict:
     # Configured waits on the critical path: one quiet period per batch (hosts of a batch wait
     # in parallel); drains are measured, not configured, and were ~0.6 s each here.
     waits = batches * cfg["timeouts"]["quiet_period"]
-    task_seconds = sum(ts(ti["end_date"]) - ts(ti["start_date"]) for ti in tis)
+    task_seconds = sum(ts(ti["end_date"]) - ts(ti["start_date"]) for ti in working)
+    per_step: dict[str, list[float]] = {}
+    for ti in working:
+        per_step.setdefault(ti["task_id"].split(".")[-1], []).append(ts(ti["end_date"]) - ts(ti["start_date"]))
     return {
         "state": state, "hosts": len(hosts), "batches": batches, "tasks": len(tis), "wall_s": round(wall, 1),
         "run_span_s": round(run_span, 1), "configured_waits_s": waits,
-        "tasks_running_s": round(busy, 1), "idle_between_tasks_s": round(run_span - busy, 1),
+        "tasks_working_s": round(busy, 1), "no_task_working_s": round(run_span - busy, 1),
         "sum_task_durations_s": round(task_seconds, 1),
         "wall_to_waits_ratio": round(run_span / waits, 1),
+        "mean_step_s": {k: round(sum(v) / len(v), 2) for k, v in per_step.items()},
     }
 
 
