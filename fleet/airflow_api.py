@@ -69,6 +69,14 @@ class AirflowAPI:
                        params={"map_index": map_index, "deserialize": True}, timeout=30)
         return r.json().get("value") if r.status_code == 200 else None
 
+    def pending_approvals(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/hitlDetails", response_received=False)["hitl_details"]
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, map_index: int, option: str) -> requests.Response:
+        return self.s.patch(
+            f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails",
+            json={"chosen_options": [option], "params_input": {}}, timeout=30)
+
     def log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
         r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
                        params={"map_index": map_index}, headers={"Accept": "application/x-ndjson"}, timeout=30)

@@ -47,6 +47,8 @@ ALERTMANAGER_PORT = 19093
 PG_PORT = 15432
 AIRFLOW_PORT = 8080
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
+# Local Airflow users (password = name); `alice` is the configured prod approver.
+DEMO_USERS = ("admin", "alice", "bob")
 
 
 # ---------------------------------------------------------------- helpers
@@ -439,7 +441,7 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "16",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__FERNET_KEY": s["fernet"],
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in DEMO_USERS),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{AIRFLOW_PORT}/execution/",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -513,8 +515,7 @@ def airflow_up() -> None:
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     pw = home / "passwords.json"
-    if not pw.exists():
-        pw.write_text(json.dumps({"admin": "admin"}))
+    pw.write_text(json.dumps({u: u for u in DEMO_USERS}))
     subprocess.run([airflow_cmd(), "db", "migrate"], env=env, check=True,
                    stdout=open(STATE / "logs/airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
     for name, args in AIRFLOW_COMPONENTS.items():

@@ -75,6 +75,10 @@ class EnvironmentConfig:
     failure_threshold: str | None = None  # failed hosts (count or %) that halt the rollout; default 1
     bake_seconds: float = 0              # pause after each batch before the next one starts
     lb_pool: str = "{app}-{env}"         # the app's pool (nginx upstream) in this environment
+    confirm_between_batches: bool = False  # a human confirms before each batch after the first
+    on_threshold: str = "halt"           # failure threshold reached: "halt" or "pause" (ask a human)
+    approvers: tuple[str, ...] = ()      # Airflow users who may answer; empty: any user with access
+    approval_timeout_minutes: float = 60
     retries: int = 2
     retry_delay_seconds: float = 5
     description: str = ""
@@ -119,6 +123,10 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
     for name, e in (raw.get("environments") or {}).items():
         e = {k: (str(v) if k in ("batches", "max_unavailable", "failure_threshold") and v is not None else v)
              for k, v in (e or {}).items()}
+        if "approvers" in e:
+            e["approvers"] = tuple(e["approvers"] or ())
+        if e.get("on_threshold", "halt") not in ("halt", "pause"):
+            raise ConfigError(f"environment {name}: on_threshold must be 'halt' or 'pause'")
         envs[name] = EnvironmentConfig(name=name, **e)
     if not apps or not envs:
         raise ConfigError("configuration needs at least one app and one environment")

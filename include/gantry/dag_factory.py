@@ -10,6 +10,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param, TriggerRule, task_group
 
 from gantry.config import EnvironmentConfig, GantryConfig
+from gantry.operators.confirm import BatchConfirmOperator
 from gantry.operators.release import (
     HOST_GROUP,
     BringOnlineOperator,
@@ -73,6 +74,13 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         "bake_seconds": Param(None, type=["null", "integer"], minimum=0, maximum=86400,
                               title="Bake time between batches, s (optional)",
                               description=f"Default for {env.name}: {env.bake_seconds:g}."),
+        "confirm_batches": Param(None, type=["null", "boolean"], title="Confirm each batch (optional)",
+                                 description="A human approves before each batch after the first. "
+                                             f"Default for {env.name}: {env.confirm_between_batches}."),
+        "on_threshold": Param(None, type=["null", "string"], enum=[None, "halt", "pause"],
+                              title="When the failure threshold is reached (optional)",
+                              description=f"halt, or pause and ask a human. Default for {env.name}: "
+                                          f"{env.on_threshold}."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Log the exact per-host plan; touch nothing."),
     }
@@ -111,13 +119,19 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         hosts = ResolveHostsOperator(
             task_id="resolve_hosts", artifact=artifact.output, hosts="{{ params.hosts }}",
             batches="{{ params.batches }}", failure_threshold="{{ params.failure_threshold }}",
-            bake_seconds="{{ params.bake_seconds }}", dry_run="{{ params.dry_run }}", **common)
+            bake_seconds="{{ params.bake_seconds }}", confirm_batches="{{ params.confirm_batches }}",
+            on_threshold="{{ params.on_threshold }}", dry_run="{{ params.dry_run }}", **common)
 
         @task_group(group_id=HOST_GROUP)
         def host_release(host):
             gate = BatchGateSensor(task_id="wait_for_batch", host=host, group_id=HOST_GROUP,
-                                   final_task_id=f"{HOST_GROUP}.bring_online", retries=0,
+                                   final_task_id=f"{HOST_GROUP}.bring_online",
+                                   confirm_task_id=f"{HOST_GROUP}.confirm_batch", retries=0,
                                    execution_timeout=dt.timedelta(hours=6))
+            confirm = BatchConfirmOperator(
+                task_id="confirm_batch", host=host, group_id=HOST_GROUP, retries=0, execution_timeout=None,
+                response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
+                assigned_users=[{"id": u, "name": u} for u in env.approvers] or None, **common)
             pre = HostPrecheckOperator(task_id="precheck", host=host, **common)
             stage = StagePackageOperator(task_id="stage_package", host=host, artifact=artifact.output, **common)
             offline = TakeOfflineOperator(task_id="take_offline", host=host, **common)
@@ -125,7 +139,7 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
             healthy = AppHealthSensor(task_id="await_healthy", host=host, retries=0, **common)
             online = BringOnlineOperator(task_id="bring_online", host=host, trigger_rule=TriggerRule.ALL_DONE,
                                          **common)
-            gate >> pre >> stage >> offline >> restart >> healthy >> online
+            gate >> confirm >> pre >> stage >> offline >> restart >> healthy >> online
 
         schema >> hosts
         released = host_release.expand(host=hosts.output)

@@ -145,7 +145,7 @@ def assign_batches(hosts: Sequence[Host], batches: Sequence[Sequence[int]], **po
     for i, h in enumerate(hosts):
         b = batch_of[i]
         records.append({
-            "name": h.name, "address": h.address, "ssh_port": h.ssh_port,
+            "name": h.name, "address": h.address, "ssh_port": h.ssh_port, "index": i,
             "batch": b, "batches": len(batches), "batch_start": min(batches[b]),
             "after": list(batches[b - 1]) if b > 0 else [],
             **policy,
@@ -159,25 +159,62 @@ FAILED_STATES = {"failed", "upstream_failed"}
 FINISHED_STATES = {"success", "skipped", "failed", "upstream_failed", "removed"}
 
 
+def earlier_failures(states: Mapping[int, Mapping[str, str | None]], batch_start: int) -> list[int]:
+    """Map indexes of hosts in earlier batches (below ``batch_start``; batches are contiguous)
+    with a failed task."""
+    return sorted(i for i, tasks in states.items() if i < batch_start and FAILED_STATES & set(tasks.values()))
+
+
 def gate_decision(states: Mapping[int, Mapping[str, str | None]], final_task: str,
-                  previous: Sequence[int], batch_start: int, threshold: int = 1) -> tuple[str, str]:
-    """Decide whether a batch may start.
+                  previous: Sequence[int], batch_start: int, threshold: int = 1,
+                  on_threshold: str = "halt", confirm_task: str | None = None) -> tuple[str, str]:
+    """Decide whether a batch may start (evaluated for the batch's first host, its leader).
 
     ``states`` maps map indexes of this run's hosts to their task states ({task_id: state}).
-    Once ``threshold`` hosts of earlier batches (map index below ``batch_start``; batches are
-    contiguous) have failed, the rollout stops at once - a failure does not ripple batch by
-    batch. Otherwise the batch starts when every host of the ``previous`` batch has finished
-    its final task; failures below the threshold are reported and the rollout goes on.
+    Once ``threshold`` hosts of earlier batches have failed, the rollout stops at once (a
+    failure does not ripple batch by batch) - or, with ``on_threshold="pause"``, waits for the
+    previous batch and goes on to ask a human. Otherwise the batch starts when every host of the
+    ``previous`` batch has finished its final task; failures below the threshold are reported
+    and the rollout goes on.
     """
-    failed = sorted(i for i, tasks in states.items() if i < batch_start and FAILED_STATES & set(tasks.values()))
-    if len(failed) >= threshold:
+    stopped = sorted(i for i, tasks in states.items() if i < batch_start and tasks.get(confirm_task) in FAILED_STATES)
+    if confirm_task and stopped:
+        return GATE_FAIL, f"a human stopped the rollout before the batch of map index {stopped[0]}"
+    failed = earlier_failures(states, batch_start)
+    if len(failed) >= threshold and on_threshold != "pause":
         return GATE_FAIL, (f"{len(failed)} host(s) failed in earlier batches (map index(es) {failed}), "
                            f"failure threshold {threshold} reached: rollout stopped")
     pending = sorted(i for i in previous if states.get(i, {}).get(final_task) not in FINISHED_STATES)
     if pending:
         return GATE_WAIT, f"waiting for map index(es) {pending} of the previous batch"
+    if len(failed) >= threshold:
+        return GATE_GO, (f"{len(failed)} host(s) failed, failure threshold {threshold} reached: "
+                         "a human decides whether the rollout goes on")
     note = f" ({len(failed)} failed host(s) so far, below the threshold of {threshold})" if failed else ""
     return GATE_GO, "previous batch is done" + note
+
+
+def follower_decision(states: Mapping[int, Mapping[str, str | None]], leader: int, confirm_task: str) -> tuple[str, str]:
+    """The other hosts of a batch start once the batch leader's confirmation step succeeded."""
+    state = states.get(leader, {}).get(confirm_task)
+    if state == "success":
+        return GATE_GO, f"batch leader (map index {leader}) may go"
+    if state in FAILED_STATES or state == "skipped":
+        return GATE_FAIL, f"batch leader (map index {leader}) was stopped ({state}): rollout stopped"
+    return GATE_WAIT, f"waiting for the batch leader (map index {leader})"
+
+
+def needs_confirmation(host: Mapping, states: Mapping[int, Mapping[str, str | None]]) -> str | None:
+    """Why the leader of a batch must ask a human before its batch starts, or None."""
+    if host["batch"] == 0 or host["batch_start"] != host.get("index", host["batch_start"]):
+        return None
+    failed = earlier_failures(states, host["batch_start"])
+    if host.get("on_threshold") == "pause" and len(failed) >= host.get("threshold", 1):
+        return (f"{len(failed)} host(s) have failed (map index(es) {failed}), reaching the failure "
+                f"threshold of {host.get('threshold', 1)}")
+    if host.get("confirm"):
+        return f"batch {host['batch']} of {host['batches']} is done"
+    return None
 
 
 # ---------------------------------------------------------------- host outcomes

@@ -20,7 +20,7 @@ def test_no_import_errors_and_parse_time_is_measured(record_property):
 
 def test_promotion_dag_shape():
     dag = DagBag(str(REPO / "dags")).dags["gantry_promote_test"]
-    order = ["wait_for_batch", "precheck", "stage_package", "take_offline", "restart_app", "await_healthy",
+    order = ["wait_for_batch", "confirm_batch", "precheck", "stage_package", "take_offline", "restart_app", "await_healthy",
              "bring_online"]
     for a, b in zip(order, order[1:]):
         assert f"host_release.{b}" in dag.get_task(f"host_release.{a}").downstream_task_ids
@@ -29,6 +29,7 @@ def test_promotion_dag_shape():
     for t in order:
         assert dag.get_task(f"host_release.{t}").map_index_template == "{{ task.host['name'] }}"
     assert dag.max_active_runs == 1
+    assert "gantry_rollback_test" in DagBag(str(REPO / "dags")).dags
     params = dag.params
     assert params.get_param("app").schema["enum"] == ["demo"]
     assert "pattern" in params.get_param("version").schema

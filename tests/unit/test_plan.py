@@ -181,3 +181,36 @@ def test_previous_version_from_the_release_log():
     assert previous_version(log + ["2026-01-04T00:00:00Z 1.2.0"], "1.2.0") == "1.1.0"  # restarts repeat
     assert previous_version(log[:1], "1.0.0") is None
     assert previous_version([], None) is None
+
+
+def test_followers_wait_for_their_batch_leader():
+    confirm = "g.confirm_batch"
+    assert plan.follower_decision({4: {confirm: "deferred"}}, 4, confirm)[0] == plan.GATE_WAIT
+    assert plan.follower_decision({4: {confirm: "success"}}, 4, confirm)[0] == plan.GATE_GO
+    assert plan.follower_decision({4: {confirm: "failed"}}, 4, confirm)[0] == plan.GATE_FAIL
+
+
+def test_a_rejected_batch_stops_every_later_batch_even_under_pause():
+    states = {0: {FINAL: "success"}, 1: {"g.confirm_batch": "failed", FINAL: "success"}}
+    decision, message = plan.gate_decision(states, FINAL, [1], 2, 1, "pause", "g.confirm_batch")
+    assert decision == plan.GATE_FAIL and "a human stopped" in message
+
+
+def test_pause_policy_waits_for_the_batch_then_lets_a_human_decide():
+    states = {0: {"g.await_healthy": "failed", FINAL: "running"}}
+    assert plan.gate_decision(states, FINAL, [0], 1, 1, "pause")[0] == plan.GATE_WAIT
+    states[0][FINAL] = "failed"
+    decision, message = plan.gate_decision(states, FINAL, [0], 1, 1, "pause")
+    assert decision == plan.GATE_GO and "a human decides" in message
+
+
+def test_only_batch_leaders_ask_and_only_when_the_policy_says_so():
+    records = plan.assign_batches(hosts(4), plan.parse_batch_plan("1, 50%, 100%", 4), threshold=1,
+                                  on_threshold="halt", confirm=True)
+    # batches [0], [1], [2, 3]: hosts 1 and 2 lead their batches
+    assert [plan.needs_confirmation(r, {}) is not None for r in records] == [False, True, True, False]
+    quiet = [dict(r, confirm=False) for r in records]
+    assert all(plan.needs_confirmation(r, {}) is None for r in quiet)
+    paused = [dict(r, on_threshold="pause") for r in quiet]
+    failed = {0: {"g.await_healthy": "failed"}}
+    assert "failure threshold" in plan.needs_confirmation(paused[1], failed)

@@ -238,13 +238,14 @@ class ResolveHostsOperator(BaseOperator):
     after logging the exact per-host plan)."""
 
     template_fields: Sequence[str] = ("app", "version", "hosts", "batches", "failure_threshold", "bake_seconds",
-                                      "dry_run", "artifact")
+                                      "confirm_batches", "on_threshold", "dry_run", "artifact")
     ui_color = "#e8f4fd"
 
     def __init__(self, *, app: str, version: str, environment: str, artifact: Any,
                  hosts: Any = None, batches: Any = None, failure_threshold: Any = None, bake_seconds: Any = None,
-                 dry_run: Any = False, **kwargs) -> None:
+                 confirm_batches: Any = None, on_threshold: Any = None, dry_run: Any = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.confirm_batches, self.on_threshold = confirm_batches, on_threshold
         self.failure_threshold, self.bake_seconds = failure_threshold, bake_seconds
         self.app, self.version, self.environment = app, version, environment
         self.artifact, self.hosts, self.batches, self.dry_run = artifact, hosts, batches, dry_run
@@ -264,9 +265,13 @@ class ResolveHostsOperator(BaseOperator):
         except plan.PlanError as exc:
             raise AirflowFailException(f"{exc}. No host was touched.") from exc
         bake = float(env.bake_seconds if self.bake_seconds in (None, "") else self.bake_seconds)
-        self.log.info("batch plan %r: %s; at most %d host(s) out of rotation; failure threshold %d; bake %gs",
-                      batch_plan, [len(b) for b in batches], bound, threshold, bake)
-        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake)
+        confirm = env.confirm_between_batches if self.confirm_batches is None else bool(self.confirm_batches)
+        on_threshold = self.on_threshold or env.on_threshold
+        self.log.info("batch plan %r: %s; at most %d host(s) out of rotation; failure threshold %d (%s); "
+                      "bake %gs; human confirmation between batches: %s", batch_plan, [len(b) for b in batches],
+                      bound, threshold, on_threshold, bake, confirm)
+        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake, confirm=confirm,
+                                      on_threshold=on_threshold)
         steps = plan_steps(app, env.name, self.version, {"name": "<host>", "address": "<address>"}, self.artifact)
         self.log.info("%s", plan.render_plan(app.name, env.name, self.version, records, []))
         if self.dry_run:

@@ -1,0 +1,88 @@
+"""Humans in the loop of a rollout (Airflow's HITL approvals): confirmation between batches and
+pause-for-a-human at the failure threshold, answered through Airflow's REST API."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from support import assert_all_in_rotation, fleet_state
+
+pytestmark = pytest.mark.e2e
+ENV, DAG = "prod", "gantry_promote_prod"
+BASELINE = "1.0.0"
+# The 3.3 scheduler marks an approval answered within ~2 s of the task parking as failed; real
+# approvers take longer, and so do these tests.
+SETTLE = 8
+
+
+@pytest.fixture
+def prod(fleet, airflow):
+    fleet.reset(BASELINE, ENV)
+    return fleet_state(env=ENV)
+
+
+def as_user(name):
+    from airflow_api import AirflowAPI
+
+    return AirflowAPI(username=name, password=name)
+
+
+def wait_for_approval(api, run_id, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pending = api.pending_approvals(DAG, run_id)
+        if pending:
+            return pending[0]
+        assert api.run_state(DAG, run_id) not in ("success", "failed"), "the run ended without asking"
+        time.sleep(1)
+    raise TimeoutError("no approval was requested")
+
+
+def test_confirmation_between_batches_only_from_the_configured_approver(prod, airflow):
+    resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "batches": "1", "confirm_batches": True,
+                                 "hosts": ["prod-demo-01", "prod-demo-02"]})
+    run_id = resp.json()["dag_run_id"]
+    detail = wait_for_approval(airflow, run_id)
+    ti = detail["task_instance"]
+    assert ti["task_id"] == "host_release.confirm_batch" and ti["map_index"] == 1
+    assert "start batch 2 of 2" in detail["subject"]
+    # The first batch is done and back; the second has not started.
+    state = fleet_state(env=ENV)
+    assert state["versions"]["prod-demo-01"] == "1.1.0" and state["versions"]["prod-demo-02"] == BASELINE
+    time.sleep(SETTLE)
+    denied = as_user("bob").respond(DAG, run_id, ti["task_id"], 1, "Approve")
+    assert denied.status_code == 403, denied.text
+    approved_at = time.time()
+    answer = as_user("alice").respond(DAG, run_id, ti["task_id"], 1, "Approve")
+    assert answer.status_code == 200, answer.text
+    assert airflow.wait_run(DAG, run_id) == "success"
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+    from datetime import datetime
+
+    started = datetime.fromisoformat(tis[("host_release.precheck", 1)]["start_date"]).timestamp()
+    assert started >= approved_at
+    assert set(fleet_state(env=ENV)["versions"].values()) == {"1.1.0", BASELINE}
+    assert fleet_state(env=ENV)["versions"]["prod-demo-02"] == "1.1.0"
+
+
+def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(prod, airflow, fleet):
+    import artifacts
+
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.2-bad01", never_healthy_on=("prod-demo-01",))
+    resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.2-bad01", "batches": "1", "on_threshold": "pause",
+                                 "hosts": ["prod-demo-01", "prod-demo-02", "prod-demo-03"]})
+    run_id = resp.json()["dag_run_id"]
+    detail = wait_for_approval(airflow, run_id)
+    assert "failure threshold of 1" in detail["body"]
+    assert fleet_state(env=ENV)["versions"]["prod-demo-01"] == BASELINE, "the failed canary was rolled back"
+    time.sleep(SETTLE)
+    answer = as_user("alice").respond(DAG, run_id, "host_release.confirm_batch", 1, "Reject")
+    assert answer.status_code == 200, answer.text
+    assert airflow.wait_run(DAG, run_id) == "failed"
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+    assert tis[("host_release.precheck", 1)]["state"] == "upstream_failed"
+    assert tis[("host_release.wait_for_batch", 2)]["state"] == "failed"
+    after = fleet_state(env=ENV)
+    assert set(after["versions"].values()) == {BASELINE}
+    assert_all_in_rotation(after)
