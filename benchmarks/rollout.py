@@ -81,7 +81,7 @@ def promotion(api: AirflowAPI, env: str, version: str) -> dict:
     dag = f"gantry_promote_{env}"
     api.wait_for_dag(dag)
     t0 = time.time()
-    run_id = api.trigger(dag, {"app": "demo", "version": version}).json()["dag_run_id"]
+    run_id = api.trigger(dag, {"app": "demo", "version": version, "auto_promote": False}).json()["dag_run_id"]
     state = api.wait_run(dag, run_id)
     wall = time.time() - t0
     tis = [ti for ti in api.task_instances(dag, run_id) if ti["start_date"] and ti["end_date"]]

@@ -69,6 +69,18 @@ class AirflowAPI:
                        params={"map_index": map_index, "deserialize": True}, timeout=30)
         return r.json().get("value") if r.status_code == 200 else None
 
+    def set_variable(self, key: str, value: str) -> None:
+        r = self.s.patch(f"{self.base}/api/v2/variables/{key}", json={"key": key, "value": value}, timeout=10)
+        if r.status_code == 404:
+            r = self.s.post(f"{self.base}/api/v2/variables", json={"key": key, "value": value}, timeout=10)
+        r.raise_for_status()
+
+    def delete_variable(self, key: str) -> None:
+        self.s.delete(f"{self.base}/api/v2/variables/{key}", timeout=10)
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns", order_by="-start_date", limit=50)["dag_runs"]
+
     def pending_approvals(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/hitlDetails", response_received=False)["hitl_details"]
 

@@ -334,6 +334,8 @@ def up() -> None:
             artifacts.publish_demo(STATE / "artifacts", v)
     write_nginx_conf(hosts)
     n = STATE / "nginx"
+    if read_pid("nginx"):  # running from an earlier `up`: pick up new pools
+        sh("nginx", "-s", "reload", "-c", str(n / "nginx.conf"))
     spawn("nginx", ["nginx", "-e", str(n / "logs/error.log"), "-c", str(n / "nginx.conf"), "-g", "daemon off;"])
 
     spawn("etcd", [
@@ -402,6 +404,11 @@ def postgres_up() -> None:
         sh(*psql, "CREATE ROLE airflow LOGIN PASSWORD 'airflow'")
     if sh(*psql, "SELECT 1 FROM pg_database WHERE datname='airflow'").stdout.strip() != "1":
         sh(*psql, "CREATE DATABASE airflow OWNER airflow")
+    # Gantry's release ledger.
+    if sh(*psql, "SELECT 1 FROM pg_roles WHERE rolname='gantry'").stdout.strip() != "1":
+        sh(*psql, "CREATE ROLE gantry LOGIN PASSWORD 'gantry'")
+    if sh(*psql, "SELECT 1 FROM pg_database WHERE datname='gantry'").stdout.strip() != "1":
+        sh(*psql, "CREATE DATABASE gantry OWNER gantry")
     # Each app with migrations gets a database per environment (what its releases migrate).
     for app, env in app_databases():
         if sh(*psql, f"SELECT 1 FROM pg_roles WHERE rolname='{app}'").stdout.strip() != "1":
@@ -479,6 +486,8 @@ def airflow_env() -> dict[str, str]:
         "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
                              "schema": "http"},
     }
+    conns["gantry_ledger"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": PG_PORT, "login": "gantry",
+                              "password": "gantry", "schema": "gantry"}
     for app, env_name in app_databases():
         conns[f"gantry_db_{app}_{env_name}"] = {
             "conn_type": "postgres", "host": "127.0.0.1", "port": PG_PORT, "login": app, "password": app,

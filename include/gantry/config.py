@@ -79,6 +79,12 @@ class EnvironmentConfig:
     on_threshold: str = "halt"           # failure threshold reached: "halt" or "pause" (ask a human)
     approvers: tuple[str, ...] = ()      # Airflow users who may answer; empty: any user with access
     approval_timeout_minutes: float = 60
+    upstream: str | None = None          # a version must have succeeded there first (verified upstream)
+    soak_minutes: float = 0              # ... and been current there for at least this long
+    approval: bool = False               # a human approves the release before any host
+    auto_promote: bool = False           # a success here starts the next environment's promotion
+    promote_to: str | None = None        # ... this one
+    window: dict | None = None           # release window and freezes (gantry.windows)
     retries: int = 2
     retry_delay_seconds: float = 5
     description: str = ""
@@ -92,6 +98,11 @@ class GantryConfig:
     apps: dict[str, AppConfig]
     environments: dict[str, EnvironmentConfig]
     inventory_path: Path
+
+    def next_environment(self, name: str) -> EnvironmentConfig | None:
+        """Where a success in ``name`` is promoted next, if anywhere."""
+        target = self.environments[name].promote_to
+        return self.environments.get(target) if target else None
 
     def app(self, name: str) -> AppConfig:
         try:
@@ -130,6 +141,15 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
         envs[name] = EnvironmentConfig(name=name, **e)
     if not apps or not envs:
         raise ConfigError("configuration needs at least one app and one environment")
+    for e in envs.values():
+        for ref in ("upstream", "promote_to"):
+            if getattr(e, ref) and getattr(e, ref) not in envs:
+                raise ConfigError(f"environment {e.name}: unknown {ref} {getattr(e, ref)!r}")
+        from gantry.windows import ReleaseWindow, WindowError
+        try:
+            ReleaseWindow.from_config(e.window)
+        except WindowError as exc:
+            raise ConfigError(f"environment {e.name}: window: {exc}") from exc
     inventory = Path(raw.get("inventory", "inventory.yaml"))
     return GantryConfig(apps=apps, environments=envs, inventory_path=base_dir / inventory)
 

@@ -10,6 +10,10 @@ import datetime as dt
 from airflow.sdk import DAG, Param, TriggerRule, task_group
 
 from gantry.config import EnvironmentConfig, GantryConfig
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from gantry.operators.chain import (
+    CheckGatesOperator, ClaimReleaseOperator, PromoteNextOperator, ReleaseWindowSensor)
 from gantry.operators.confirm import BatchConfirmOperator
 from gantry.operators.release import (
     HOST_GROUP,
@@ -41,6 +45,15 @@ expire silence; rolls back to the previous release if the new one is unhealthy).
 `report` lists every host's outcome. Use **dry_run** to print the exact plan without touching anything.
 """
 
+
+APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids='check_gates') %}
+**{{ params.app }} {{ params.version }}** to **{{ e.environment }}**, triggered by {{ dag_run.triggering_user_name or 'auto-promotion' }}.
+
+- Running there now: {{ e.running_here or 'nothing recorded' }}{% if e.running_here_since %} (since {{ e.running_here_since }}){% endif %}
+{% if e.upstream %}- Upstream evidence: {{ e.upstream.version }} succeeded in {{ e.upstream.environment }} on every host, current there since {{ e.upstream.since }} ({{ e.upstream.soaked_minutes }} min), run {{ e.upstream.run_id }}
+{% endif %}{% if params.emergency_reason %}- EMERGENCY OVERRIDE: {{ params.emergency_reason }}
+{% endif %}
+Approve to release; reject to end the run without touching a host."""
 
 ROLLBACK_DOC = """
 ### Roll an app in **{env}** back to an earlier version
@@ -81,6 +94,15 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
                               title="When the failure threshold is reached (optional)",
                               description=f"halt, or pause and ask a human. Default for {env.name}: "
                                           f"{env.on_threshold}."),
+        "emergency_reason": Param(None, type=["null", "string"], minLength=10, maxLength=500,
+                                  title="Emergency override reason (optional)",
+                                  description="Release outside the window or during a freeze. The reason is "
+                                              "recorded in the ledger and shown in the run."),
+        "auto_promote": Param(None, type=["null", "boolean"], title="Auto-promote on success (optional)",
+                              description=f"Start the next environment's promotion after success here; "
+                                          f"passed along the chain. Default for {env.name}: {env.auto_promote}."),
+        "auto": Param(False, type="boolean", title="Started by auto-promotion",
+                      description="Set by Gantry when a success upstream started this run."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Log the exact per-host plan; touch nothing."),
     }
@@ -106,10 +128,31 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
             "execution_timeout": dt.timedelta(minutes=10),
         },
     ) as dag:
+        claim = ClaimReleaseOperator(task_id="claim_release", kind=kind, hosts="{{ params.hosts }}",
+                                     override_reason="{{ params.emergency_reason }}", retries=0, **common)
+        window = ReleaseWindowSensor(task_id="release_window", environment=env.name, retries=0,
+                                     override_reason="{{ params.emergency_reason }}",
+                                     execution_timeout=dt.timedelta(days=14))
         artifact = VerifyArtifactOperator(task_id="verify_artifact", app="{{ params.app }}", version=version)
         if rollback:
+            # Going back is always allowed: no upstream gate, no approval; the window still applies.
             ResolveRollbackTargetOperator(task_id="resolve_target", app="{{ params.app }}",
-                                          version="{{ params.version }}", environment=env.name) >> artifact
+                                          version="{{ params.version }}", environment=env.name) >> claim
+            claim >> window
+        else:
+            gates = CheckGatesOperator(task_id="check_gates", retries=0, **common)
+            claim >> gates
+            if env.approval:
+                approve = ApprovalOperator(
+                    task_id="approve_release", fail_on_reject=True, retries=0, execution_timeout=None,
+                    subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
+                    body=APPROVAL_BODY,
+                    assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
+                    response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes))
+                gates >> approve >> window
+            else:
+                gates >> window
+        window >> artifact
         # Promotion: the schema goes first (expand), then the hosts. Rollback: check now that the
         # schema can go back, take the hosts back, and only then run the down steps.
         schema = MigrateDatabaseOperator(
@@ -149,4 +192,9 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         if rollback:
             report >> MigrateDatabaseOperator(task_id="migrate_database", artifact=artifact.output,
                                               direction="down", dry_run="{{ params.dry_run }}", **common)
+        elif (nxt := config.next_environment(env.name)) is not None:
+            report >> PromoteNextOperator(
+                task_id=f"promote_{nxt.name}", next_environment=nxt.name, default=env.auto_promote,
+                auto_promote="{{ params.auto_promote }}", hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
+                app="{{ params.app }}", version="{{ params.version }}")
     return dag

@@ -24,7 +24,8 @@ def baseline(fleet, airflow):
 
 
 def run(airflow, conf: dict, timeout: float = 600) -> tuple[str, str, dict]:
-    resp = airflow.trigger(DAG, conf)
+    # These tests are about one environment: no auto-promotion to staging on success.
+    resp = airflow.trigger(DAG, {"auto_promote": False, **conf})
     assert resp.status_code == 200, resp.text
     run_id = resp.json()["dag_run_id"]
     state = airflow.wait_run(DAG, run_id, timeout=timeout)

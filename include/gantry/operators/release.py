@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from gantry.hooks.ssh import GantrySSHHook, RemoteResult
 
 HOST_GROUP = "host_release"
+# Tasks before any host whose failure means the release was refused, not that it failed.
+PRE_HOST_GATES = ("claim_release", "check_gates", "approve_release", "release_window", "check_migrations")
 XCOM_PRECHECK = "precheck"
 XCOM_OFFLINE = "offline"
 XCOM_OUTCOME = "outcome"
@@ -521,17 +523,41 @@ class ReleaseReportOperator(BaseOperator):
         self.app, self.version, self.environment, self.dry_run = app, version, environment, dry_run
 
     def execute(self, context: Context) -> dict:
-        pulled = context["ti"].xcom_pull(task_ids=f"{HOST_GROUP}.bring_online", key=XCOM_OUTCOME) or []
+        ti = context["ti"]
+        pulled = ti.xcom_pull(task_ids=f"{HOST_GROUP}.bring_online", key=XCOM_OUTCOME) or []
         # One mapped instance comes back as a single value, several as a list.
         outcomes = [o for o in ([pulled] if isinstance(pulled, dict) else pulled) if o]
+        approval = ti.xcom_pull(task_ids="approve_release") or {}
+        approved_by = (approval.get("responded_by_user") or {}).get("name") if isinstance(approval, dict) else None
         if self.dry_run and not outcomes:
+            self._ledger(context, "dry_run", "dry run: nothing was touched", [], approved_by)
             self.log.info("dry run of %s %s in %s: nothing was touched", self.app, self.version, self.environment)
             return {"dry_run": True, "hosts": []}
         ok, summary = plan.run_verdict(outcomes)
         lines = [f"{o['host']:24s} batch {o['batch'] + 1:<3d} {o['outcome']:22s} {o['reason']}" for o in outcomes]
         self.log.info("release %s %s in %s: %s\n%s", self.app, self.version, self.environment, summary,
                       "\n".join(lines))
-        if not ok:
-            raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
-                                       f"complete: {summary}")
-        return {"summary": summary, "hosts": outcomes}
+        if ok:
+            self._ledger(context, "succeeded", summary, outcomes, approved_by)
+            return {"summary": summary, "hosts": outcomes}
+        stopped_at = [] if outcomes else self._failed_gates(context)
+        status = "refused" if stopped_at else "failed"
+        message = f"stopped at {stopped_at[0]}" if stopped_at else summary or "no host was released"
+        self._ledger(context, status, message, outcomes, approved_by)
+        raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
+                                   f"complete: {message}")
+
+    @staticmethod
+    def _failed_gates(context: Context) -> list[str]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        gates = [g for g in PRE_HOST_GATES if g in context["dag"].task_ids]
+        states = RuntimeTaskInstance.get_task_states(dag_id=context["dag"].dag_id, task_ids=gates,
+                                                     run_ids=[context["run_id"]]).get(context["run_id"], {})
+        failed = {key for key, state in states.items() if state == "failed"}  # unmapped: keyed by task_id
+        return [g for g in gates if g in failed]
+
+    def _ledger(self, context: Context, status: str, message: str, hosts: list, approved_by: str | None) -> None:
+        from gantry.hooks.ledger import LedgerHook
+
+        LedgerHook().finish(context["dag"].dag_id, context["run_id"], status, message, hosts, approved_by)

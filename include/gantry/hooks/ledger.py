@@ -1,0 +1,135 @@
+"""The release ledger: every release attempt, what runs where and since when.
+
+A PostgreSQL database of its own (Airflow Connection ``gantry_ledger``), not Airflow's metadata
+database: it outlives DAG runs and Airflow upgrades, and other tools may read it. A partial
+unique index makes "one release per app and environment at a time" a database guarantee.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from airflow.sdk import BaseHook
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS gantry_release (
+        id bigserial PRIMARY KEY,
+        app text NOT NULL, environment text NOT NULL, kind text NOT NULL,
+        version text, previous_version text, scope text NOT NULL DEFAULT 'full',
+        dag_id text NOT NULL, run_id text NOT NULL,
+        triggered_by text, approved_by text, override_reason text, auto boolean NOT NULL DEFAULT false,
+        status text NOT NULL, message text, hosts jsonb,
+        started_at timestamptz NOT NULL DEFAULT now(), ended_at timestamptz,
+        UNIQUE (dag_id, run_id))""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS gantry_release_one_at_a_time
+        ON gantry_release (app, environment) WHERE status = 'running'""",
+]
+
+
+class ReleaseInProgress(RuntimeError):
+    """Another release of the same app in the same environment is running."""
+
+
+@dataclass(frozen=True)
+class Current:
+    app: str
+    environment: str
+    version: str
+    since: Any
+    kind: str
+    run_id: str
+
+
+class LedgerHook(BaseHook):
+    conn_name_attr = "ledger_conn_id"
+    default_conn_name = "gantry_ledger"
+    conn_type = "postgres"
+    hook_name = "Gantry release ledger"
+
+    def __init__(self, ledger_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.ledger_conn_id = ledger_conn_id
+        self._engine: sa.Engine | None = None
+
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            c = self.get_connection(self.ledger_conn_id)
+            url = sa.engine.URL.create("postgresql+psycopg2", username=c.login, password=c.password,
+                                       host=c.host, port=c.port, database=c.schema)
+            self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            with self._engine.begin() as conn:
+                for ddl in SCHEMA:
+                    conn.execute(sa.text(ddl))
+        return self._engine
+
+    def _rows(self, sql: str, **params) -> list[dict]:
+        with self.engine().connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
+
+    # -------------------------------------------------------------- writing
+    def claim(self, *, app: str, environment: str, kind: str, version: str | None, dag_id: str, run_id: str,
+              triggered_by: str | None, scope: str, auto: bool, override_reason: str | None,
+              previous_version: str | None) -> int:
+        """Record the start of a release; refuses while another one of the app in the environment runs."""
+        try:
+            with self.engine().begin() as conn:
+                existing = conn.execute(sa.text(
+                    "SELECT id FROM gantry_release WHERE dag_id=:d AND run_id=:r"), {"d": dag_id, "r": run_id}).scalar()
+                if existing:  # a retried claim of the same run
+                    return existing
+                return conn.execute(sa.text(
+                    "INSERT INTO gantry_release (app, environment, kind, version, previous_version, scope, dag_id, "
+                    "run_id, triggered_by, auto, override_reason, status) VALUES (:app, :env, :kind, :version, "
+                    ":prev, :scope, :dag, :run, :by, :auto, :reason, 'running') RETURNING id"),
+                    {"app": app, "env": environment, "kind": kind, "version": version, "prev": previous_version,
+                     "scope": scope, "dag": dag_id, "run": run_id, "by": triggered_by, "auto": auto,
+                     "reason": override_reason}).scalar()
+        except sa.exc.IntegrityError:
+            other = self._rows("SELECT * FROM gantry_release WHERE app=:a AND environment=:e AND status='running'",
+                               a=app, e=environment)
+            o = other[0] if other else {}
+            raise ReleaseInProgress(
+                f"another release of {app} in {environment} is in progress: {o.get('kind')} of {o.get('version')} "
+                f"(run {o.get('run_id')}, started {o.get('started_at')} by {o.get('triggered_by')}); "
+                "wait for it to end, then trigger again") from None
+
+    def update(self, dag_id: str, run_id: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        with self.engine().begin() as conn:
+            conn.execute(sa.text(f"UPDATE gantry_release SET {sets} WHERE dag_id=:dag AND run_id=:run"),
+                         {**fields, "dag": dag_id, "run": run_id})
+
+    def finish(self, dag_id: str, run_id: str, status: str, message: str, hosts: list[dict],
+               approved_by: str | None = None) -> None:
+        with self.engine().begin() as conn:
+            conn.execute(sa.text(
+                "UPDATE gantry_release SET status=:s, message=:m, hosts=CAST(:h AS jsonb), "
+                "approved_by=COALESCE(:ab, approved_by), ended_at=now() WHERE dag_id=:d AND run_id=:r"),
+                {"s": status, "m": message, "h": json.dumps(hosts), "ab": approved_by, "d": dag_id, "r": run_id})
+
+    # -------------------------------------------------------------- reading
+    def current(self, app: str | None = None, environment: str | None = None) -> list[Current]:
+        """What runs in each environment: the latest release that succeeded on all hosts."""
+        rows = self._rows(
+            "SELECT DISTINCT ON (app, environment) app, environment, version, ended_at, kind, run_id "
+            "FROM gantry_release WHERE status='succeeded' AND scope='full' "
+            "AND (:app IS NULL OR app=:app) AND (:env IS NULL OR environment=:env) "
+            "ORDER BY app, environment, ended_at DESC", app=app, env=environment)
+        return [Current(r["app"], r["environment"], r["version"], r["ended_at"], r["kind"], r["run_id"]) for r in rows]
+
+    def history(self, app: str, environment: str, limit: int = 50) -> list[dict]:
+        return self._rows("SELECT * FROM gantry_release WHERE app=:a AND environment=:e ORDER BY started_at DESC "
+                          "LIMIT :n", a=app, e=environment, n=limit)
+
+    def rolled_back(self, app: str, environment: str, version: str) -> dict | None:
+        """The rollback that took ``version`` out of the environment, unless someone released it by
+        hand since: auto-promotion must not undo a deliberate rollback."""
+        rows = self._rows(
+            "SELECT * FROM gantry_release r WHERE app=:a AND environment=:e AND kind='rollback' "
+            "AND status='succeeded' AND previous_version=:v AND NOT EXISTS (SELECT 1 FROM gantry_release m "
+            "WHERE m.app=r.app AND m.environment=r.environment AND m.kind='promote' AND m.version=:v "
+            "AND m.status='succeeded' AND NOT m.auto AND m.ended_at > r.ended_at) "
+            "ORDER BY ended_at DESC LIMIT 1", a=app, e=environment, v=version)
+        return rows[0] if rows else None

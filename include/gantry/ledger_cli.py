@@ -1,0 +1,50 @@
+"""What runs where, and the history of an app in an environment, from the release ledger.
+
+    ./gantry ledger status [APP]
+    ./gantry ledger history APP ENV [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gantry.hooks.ledger import LedgerHook
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gantry ledger")
+    sub = ap.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("status", help="the version of each app running in each environment, and since when")
+    st.add_argument("app", nargs="?")
+    hi = sub.add_parser("history", help="every release attempt of APP in ENV, newest first")
+    hi.add_argument("app")
+    hi.add_argument("environment")
+    hi.add_argument("--limit", type=int, default=20)
+    for p in (st, hi):
+        p.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    ledger = LedgerHook()
+    if a.command == "status":
+        rows = [{"app": c.app, "environment": c.environment, "version": c.version,
+                 "since": c.since.isoformat(timespec="seconds"), "by": c.kind} for c in ledger.current(a.app)]
+        if a.json:
+            print(json.dumps(rows))
+        for r in [] if a.json else rows:
+            print(f"{r['app']:12s} {r['environment']:10s} {r['version']:20s} since {r['since']} ({r['by']})")
+        return 0
+    rows = ledger.history(a.app, a.environment, a.limit)
+    if a.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for r in rows:
+        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S} {r['kind']:8s} {r['version'] or '?':18s} "
+              f"from {r['previous_version'] or '-':14s} {r['status']:9s} by {r['triggered_by'] or '?'}"
+              + (f", approved by {r['approved_by']}" if r["approved_by"] else "")
+              + (f", OVERRIDE: {r['override_reason']}" if r["override_reason"] else "")
+              + (f" - {r['message']}" if r["message"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The promotion chain around a release: the ledger claim, gates between environments,
+release windows and auto-promotion. Decisions are plain Python (``gantry.windows``, the
+ledger's queries); these operators are thin wrappers that orchestrate the ledger hook."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any, Sequence
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from gantry.config import load_config
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+WINDOWS_VARIABLE = "gantry_windows"  # JSON {env: window}: operators override the config's windows
+
+
+def _ledger():
+    from gantry.hooks.ledger import LedgerHook
+
+    return LedgerHook()
+
+
+def run_context(context: Context) -> dict:
+    """Who started this run and how, from the run itself."""
+    dag_run = context["dag_run"]
+    conf = dag_run.conf or {}
+    by = getattr(dag_run, "triggering_user_name", None)
+    auto = bool(conf.get("auto"))
+    return {"triggered_by": ("gantry-auto-promotion" if auto else by) or "scheduler", "auto": auto}
+
+
+class ClaimReleaseOperator(BaseOperator):
+    """Opens this release in the ledger. Only one release per app and environment runs at a time:
+    while another one runs, this one is refused with who and what holds the environment."""
+
+    template_fields: Sequence[str] = ("app", "version", "hosts", "override_reason")
+    ui_color = "#e0f0e0"
+
+    def __init__(self, *, app: str, version: Any, environment: str, kind: str, hosts: Any = None,
+                 override_reason: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app, self.version, self.environment, self.kind = app, version, environment, kind
+        self.hosts, self.override_reason = hosts, override_reason
+
+    def execute(self, context: Context) -> dict:
+        from gantry.hooks.ledger import ReleaseInProgress
+
+        ledger = _ledger()
+        current = ledger.current(self.app, self.environment)
+        previous = current[0].version if current else None
+        who = run_context(context)
+        try:
+            ledger.claim(app=self.app, environment=self.environment, kind=self.kind, version=self.version or None,
+                         dag_id=context["dag"].dag_id, run_id=context["run_id"], triggered_by=who["triggered_by"],
+                         scope="partial" if self.hosts else "full", auto=who["auto"],
+                         override_reason=self.override_reason or None, previous_version=previous)
+        except ReleaseInProgress as exc:
+            raise AirflowFailException(str(exc)) from exc
+        if self.override_reason:
+            self.log.warning("EMERGENCY OVERRIDE by %s: %s", who["triggered_by"], self.override_reason)
+        self.log.info("%s of %s %s in %s opened in the ledger (running now: %s, triggered by %s)", self.kind,
+                      self.app, self.version, self.environment, previous, who["triggered_by"])
+        return {"previous_version": previous, **who}
+
+
+class CheckGatesOperator(BaseOperator):
+    """Gates between environments, decided before anything is touched:
+
+    - verified upstream: the version succeeded on every host of the upstream environment and is
+      still what runs there (a version rolled back upstream does not pass);
+    - soak time: it has been running there for at least ``soak_minutes``;
+    - auto-promotion never re-releases a version that was deliberately rolled back here.
+    Returns the evidence, which the approver sees."""
+
+    template_fields: Sequence[str] = ("app", "version")
+    ui_color = "#e0f0e0"
+
+    def __init__(self, *, app: str, version: str, environment: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app, self.version, self.environment = app, version, environment
+
+    def execute(self, context: Context) -> dict:
+        env = load_config().environment(self.environment)
+        ledger = _ledger()
+        here = ledger.current(self.app, env.name)
+        evidence: dict[str, Any] = {"app": self.app, "version": self.version, "environment": env.name,
+                                    "running_here": here[0].version if here else None,
+                                    "running_here_since": str(here[0].since) if here else None}
+        if run_context(context)["auto"] and (rb := ledger.rolled_back(self.app, env.name, self.version)):
+            raise AirflowFailException(
+                f"{self.app} {self.version} was rolled back in {env.name} (run {rb['run_id']}, {rb['ended_at']}); "
+                "auto-promotion will not undo that. Release it by hand to bring it back.")
+        if env.upstream:
+            up = ledger.current(self.app, env.upstream)
+            if not up or up[0].version != self.version:
+                raise AirflowFailException(
+                    f"{self.app} {self.version} has not passed {env.upstream}: it must succeed there on every "
+                    f"host first (running in {env.upstream}: {up[0].version if up else 'nothing recorded'})")
+            soaked = dt.datetime.now(dt.timezone.utc) - up[0].since
+            need = dt.timedelta(minutes=env.soak_minutes)
+            if soaked < need:
+                raise AirflowFailException(
+                    f"{self.app} {self.version} has run in {env.upstream} for {soaked.total_seconds() / 60:.1f} min; "
+                    f"{env.name} needs a soak time of {env.soak_minutes:g} min (ready after "
+                    f"{(up[0].since + need).isoformat(timespec='seconds')})")
+            evidence["upstream"] = {"environment": env.upstream, "version": up[0].version,
+                                    "since": up[0].since.isoformat(timespec="seconds"), "run_id": up[0].run_id,
+                                    "soaked_minutes": round(soaked.total_seconds() / 60, 1)}
+        self.log.info("gates passed: %s", json.dumps(evidence))
+        return evidence
+
+
+class ReleaseWindowSensor(BaseSensorOperator):
+    """Holds the release until the environment's window is open (deferred: no worker slot), or
+    refuses it, per the window's ``outside`` policy. Freezes close the window. An emergency
+    override (a reason is required) skips the window; the reason is in the ledger and the log."""
+
+    template_fields: Sequence[str] = ("override_reason",)
+    ui_color = "#e0f0e0"
+
+    def __init__(self, *, environment: str, override_reason: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.environment, self.override_reason = environment, override_reason
+
+    def window(self):
+        from airflow.sdk import Variable
+
+        from gantry.windows import ReleaseWindow
+
+        raw = load_config().environment(self.environment).window
+        overrides = Variable.get(WINDOWS_VARIABLE, default=None, deserialize_json=True) or {}
+        return ReleaseWindow.from_config(overrides.get(self.environment, raw))
+
+    def execute(self, context: Context) -> None:
+        self._check(dt.datetime.now(dt.timezone.utc))
+
+    def _check(self, now: dt.datetime) -> None:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        if self.override_reason:
+            self.log.warning("release window skipped by emergency override: %s", self.override_reason)
+            return
+        window = self.window()
+        if window.is_open(now):
+            self.log.info("the %s release window is open", self.environment)
+            return
+        frozen = window.frozen(now)
+        nxt = window.next_open(now)
+        why = (f"{self.environment} is frozen ({frozen[0]}..{frozen[1]})" if frozen
+               else f"the {self.environment} release window is closed")
+        if window.outside == "refuse" or nxt is None:
+            raise AirflowFailException(f"{why}; next window opens {nxt.isoformat() if nxt else 'never'}. "
+                                       "Trigger again then, or give an emergency reason.")
+        self.log.info("%s; waiting until %s", why, nxt.isoformat())
+        self.defer(trigger=DateTimeTrigger(moment=nxt), method_name="execute_complete")
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        # A freeze may have been declared while waiting: decide again.
+        self._check(dt.datetime.now(dt.timezone.utc))
+
+    def poke(self, context: Context) -> bool:
+        return False
+
+
+class PromoteNextOperator(TriggerDagRunOperator):
+    """After a full, successful release, starts the next environment's promotion of the same
+    version. The next run checks its own gates (and will not undo a deliberate rollback)."""
+
+    template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "app", "version", "auto_promote",
+                                      "hosts", "dry_run")
+
+    def __init__(self, *, app: str, version: str, next_environment: str, default: bool, auto_promote: Any = None,
+                 hosts: Any = None, dry_run: Any = False, **kwargs) -> None:
+        super().__init__(trigger_dag_id=f"gantry_promote_{next_environment}", wait_for_completion=False, **kwargs)
+        self.app, self.version, self.next_environment = app, version, next_environment
+        self.default, self.auto_promote, self.hosts, self.dry_run = default, auto_promote, hosts, dry_run
+
+    def execute(self, context: Context) -> Any:
+        enabled = self.default if self.auto_promote is None else bool(self.auto_promote)
+        if not enabled or self.dry_run or self.hosts:
+            raise AirflowSkipException("no auto-promotion: " + (
+                "disabled for this environment/run" if not enabled else "dry run" if self.dry_run
+                else "only some hosts were released"))
+        self.conf = {"app": self.app, "version": self.version, "auto": True, "auto_promote": self.auto_promote}
+        self.log.info("auto-promoting %s %s to %s", self.app, self.version, self.next_environment)
+        return super().execute(context)

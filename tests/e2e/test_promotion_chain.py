@@ -1,0 +1,227 @@
+"""The promotion chain dev -> test -> staging -> beta: auto-promotion, verified upstream, the
+human approval of beta, one release at a time, release windows and the ledger - through the real
+scheduler, with the ledger's answers checked against what the hosts serve."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+
+import pytest
+
+from support import assert_all_in_rotation, fleet_state
+
+pytestmark = pytest.mark.e2e
+BASELINE = "1.0.0"
+SETTLE = 8  # see test_human_decisions.py
+
+
+def promote(env):
+    return f"gantry_promote_{env}"
+
+
+@pytest.fixture
+def chain(fleet, airflow):
+    for env in ("dev", "test", "staging", "beta"):
+        fleet.reset(BASELINE, env)
+        airflow.wait_for_dag(promote(env))
+        airflow.wait_for_dag(f"gantry_rollback_{env}")
+    airflow.delete_variable("gantry_windows")
+    yield fleet
+    airflow.delete_variable("gantry_windows")
+
+
+@pytest.fixture
+def ledger(fleet):
+    from gantry.hooks.ledger import LedgerHook
+
+    return LedgerHook()
+
+
+def fresh_version(fleet, tag: str) -> str:
+    """A version no earlier test has released, so the ledger's history cannot interfere."""
+    import artifacts
+
+    version = f"1.8.{int(time.time()) % 100000}-{tag}{uuid.uuid4().hex[:4]}"
+    artifacts.publish_demo(fleet.STATE / "artifacts", version)
+    return version
+
+
+def trigger(airflow, env, conf):
+    resp = airflow.trigger(promote(env), conf)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["dag_run_id"]
+
+
+def wait_for_run(airflow, dag_id, version, timeout=300, exclude=()):
+    """The run of ``dag_id`` for ``version`` (started by someone else), once it has ended."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for r in airflow.runs(dag_id):
+            if ((r["conf"] or {}).get("version") == version and r["state"] in ("success", "failed")
+                    and r["dag_run_id"] not in exclude):
+                return r
+        time.sleep(2)
+    raise TimeoutError(f"no finished run of {dag_id} for {version}")
+
+
+def states(airflow, dag_id, run_id):
+    return {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(dag_id, run_id)}
+
+
+def versions(env):
+    return set(fleet_state(env=env)["versions"].values())
+
+
+def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflow, ledger):
+    v = fresh_version(chain, "chain")
+    run_id = trigger(airflow, "dev", {"app": "demo", "version": v})
+    assert airflow.wait_run(promote("dev"), run_id) == "success"
+    assert wait_for_run(airflow, promote("test"), v)["state"] == "success"
+    staging_run = wait_for_run(airflow, promote("staging"), v)
+    assert staging_run["state"] == "success"
+    assert staging_run["conf"]["auto"] is True
+    for env in ("dev", "test", "staging"):
+        assert versions(env) == {v}, env
+        assert_all_in_rotation(fleet_state(env=env))
+    assert versions("beta") == {BASELINE}, "staging does not auto-promote to beta"
+    assert not [r for r in airflow.runs(promote("beta")) if (r["conf"] or {}).get("version") == v]
+    # The ledger says what the hosts say.
+    current = {c.environment: c.version for c in ledger.current("demo")}
+    assert current["dev"] == current["test"] == current["staging"] == v
+    staging_rows = ledger.history("demo", "staging", 1)
+    assert staging_rows[0]["triggered_by"] == "gantry-auto-promotion" and staging_rows[0]["auto"]
+    assert {h["outcome"] for h in staging_rows[0]["hosts"]} == {"released"}
+
+    # A deliberate rollback in staging is not undone by the next auto-promotion from test.
+    rb = airflow.trigger("gantry_rollback_staging", {"app": "demo", "version": BASELINE})
+    assert airflow.wait_run("gantry_rollback_staging", rb.json()["dag_run_id"]) == "success"
+    assert versions("staging") == {BASELINE}
+    run_id = trigger(airflow, "test", {"app": "demo", "version": v})  # test hosts already run v
+    assert airflow.wait_run(promote("test"), run_id) == "success"
+    refused = wait_for_run(airflow, promote("staging"), v, exclude={staging_run["dag_run_id"]})
+    assert refused["state"] == "failed"
+    assert states(airflow, promote("staging"), refused["dag_run_id"])[("check_gates", -1)] == "failed"
+    assert "was rolled back in staging" in airflow.log(promote("staging"), refused["dag_run_id"], "check_gates")
+    assert versions("staging") == {BASELINE}
+    assert ledger.current("demo", "staging")[0].version == BASELINE
+    assert ledger.history("demo", "staging", 1)[0]["status"] == "refused"
+    # By hand it may come back.
+    run_id = trigger(airflow, "staging", {"app": "demo", "version": v, "auto_promote": False})
+    assert airflow.wait_run(promote("staging"), run_id) == "success"
+    assert versions("staging") == {v}
+
+
+def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledger):
+    from airflow_api import AirflowAPI
+
+    unknown_upstream = fresh_version(chain, "nostaging")
+    run_id = trigger(airflow, "beta", {"app": "demo", "version": unknown_upstream})
+    assert airflow.wait_run(promote("beta"), run_id) == "failed"
+    assert states(airflow, promote("beta"), run_id)[("check_gates", -1)] == "failed"
+    assert "has not passed staging" in airflow.log(promote("beta"), run_id, "check_gates")
+    assert versions("beta") == {BASELINE}
+    assert ledger.history("demo", "beta", 1)[0]["status"] == "refused"
+
+    v = fresh_version(chain, "beta")
+    for env in ("test", "staging"):
+        rid = trigger(airflow, env, {"app": "demo", "version": v, "auto_promote": False})
+        assert airflow.wait_run(promote(env), rid) == "success"
+
+    def ask(conf):
+        rid = trigger(airflow, "beta", conf)
+        deadline = time.time() + 120
+        while not (pending := airflow.pending_approvals(promote("beta"), rid)):
+            assert time.time() < deadline and airflow.run_state(promote("beta"), rid) not in ("success", "failed")
+            time.sleep(1)
+        time.sleep(SETTLE)
+        return rid, pending[0]
+
+    # Rejected: the run ends, no host touched.
+    rid, detail = ask({"app": "demo", "version": v, "auto_promote": False})
+    assert detail["task_instance"]["task_id"] == "approve_release"
+    assert f"{v} succeeded in staging on every host" in detail["body"]
+    assert f"Running there now: {BASELINE}" in detail["body"] or "Running there now:" in detail["body"]
+    answer = AirflowAPI(username="alice", password="alice").respond(promote("beta"), rid, "approve_release", -1, "Reject")
+    assert answer.status_code == 200, answer.text
+    assert airflow.wait_run(promote("beta"), rid) == "failed"
+    assert versions("beta") == {BASELINE}
+    assert ledger.history("demo", "beta", 1)[0]["status"] == "refused"
+
+    # Approved by the configured approver only.
+    rid, detail = ask({"app": "demo", "version": v, "auto_promote": False})
+    denied = AirflowAPI(username="bob", password="bob").respond(promote("beta"), rid, "approve_release", -1, "Approve")
+    assert denied.status_code == 403
+    answer = AirflowAPI(username="alice", password="alice").respond(promote("beta"), rid, "approve_release", -1,
+                                                                    "Approve")
+    assert answer.status_code == 200, answer.text
+    assert airflow.wait_run(promote("beta"), rid) == "success"
+    assert versions("beta") == {v}
+    row = ledger.history("demo", "beta", 1)[0]
+    assert row["status"] == "succeeded" and row["approved_by"] == "alice" and row["version"] == v
+
+
+def test_one_release_per_app_and_environment_at_a_time(chain, airflow, ledger):
+    v = fresh_version(chain, "lock")
+    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False})
+    deadline = time.time() + 60
+    while states(airflow, promote("dev"), run_id).get(("claim_release", -1)) != "success":
+        assert time.time() < deadline
+        time.sleep(0.5)
+    rb = airflow.trigger("gantry_rollback_dev", {"app": "demo", "version": BASELINE})
+    rb_id = rb.json()["dag_run_id"]
+    assert airflow.wait_run("gantry_rollback_dev", rb_id) == "failed"
+    assert "another release of demo in dev is in progress" in airflow.log("gantry_rollback_dev", rb_id,
+                                                                          "claim_release")
+    assert airflow.wait_run(promote("dev"), run_id) == "success"
+    assert versions("dev") == {v}
+
+
+def _window_around(now: dt.datetime, open_in_minutes: int, outside: str) -> str:
+    start = (now + dt.timedelta(minutes=open_in_minutes)).strftime("%H:%M")
+    end = (now + dt.timedelta(minutes=open_in_minutes + 30)).strftime("%H:%M")
+    return json.dumps({"dev": {"timezone": "UTC", "hours": [f"{start}-{end}"], "outside": outside}})
+
+
+def test_closed_window_refuses_and_an_emergency_reason_overrides(chain, airflow, ledger):
+    now = dt.datetime.now(dt.timezone.utc)
+    airflow.set_variable("gantry_windows", _window_around(now, 120, "refuse"))
+    v = fresh_version(chain, "window")
+    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False})
+    assert airflow.wait_run(promote("dev"), run_id) == "failed"
+    assert "release window is closed" in airflow.log(promote("dev"), run_id, "release_window")
+    assert versions("dev") == {BASELINE}
+
+    reason = "INC-4711: security fix must ship now"
+    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False, "emergency_reason": reason})
+    assert airflow.wait_run(promote("dev"), run_id) == "success"
+    assert versions("dev") == {v}
+    row = ledger.history("demo", "dev", 1)[0]
+    assert row["override_reason"] == reason and row["status"] == "succeeded"
+
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    airflow.set_variable("gantry_windows", json.dumps({"dev": {"freeze": [today], "outside": "refuse"}}))
+    run_id = trigger(airflow, "dev", {"app": "demo", "version": BASELINE, "auto_promote": False})
+    assert airflow.wait_run(promote("dev"), run_id) == "failed"
+    assert f"dev is frozen ({today}..{today})" in airflow.log(promote("dev"), run_id, "release_window")
+
+
+def test_a_run_outside_its_window_waits_for_it_without_a_worker(chain, airflow):
+    now = dt.datetime.now(dt.timezone.utc)
+    if now.second > 40:  # open at the start of the next-but-one minute, at most ~80 s away
+        time.sleep(61 - now.second)
+        now = dt.datetime.now(dt.timezone.utc)
+    airflow.set_variable("gantry_windows", _window_around(now, 1, "wait"))
+    opens = (now + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    v = fresh_version(chain, "wait")
+    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False})
+    deadline = time.time() + 60
+    while states(airflow, promote("dev"), run_id).get(("release_window", -1)) != "deferred":
+        assert time.time() < deadline, "the run did not wait for its window"
+        time.sleep(1)
+    assert versions("dev") == {BASELINE}
+    assert airflow.wait_run(promote("dev"), run_id) == "success"
+    tis = {t["task_id"]: t for t in airflow.task_instances(promote("dev"), run_id) if t["map_index"] == -1}
+    assert dt.datetime.fromisoformat(tis["verify_artifact"]["start_date"]) >= opens
+    assert versions("dev") == {v}
