@@ -128,6 +128,14 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
     for env in ("test", "staging"):
         rid = trigger(airflow, env, {"app": "demo", "version": v, "auto_promote": False})
         assert airflow.wait_run(promote(env), rid) == "success"
+    staged_at = time.time()
+
+    # Soak time: beta wants the version current in staging for 15 s (config/gantry.yaml).
+    rid = trigger(airflow, "beta", {"app": "demo", "version": v, "auto_promote": False})
+    assert airflow.wait_run(promote("beta"), rid) == "failed"
+    assert "needs a soak time of 0.25 min" in airflow.log(promote("beta"), rid, "check_gates")
+    assert versions("beta") == {BASELINE}
+    time.sleep(max(0, staged_at + 16 - time.time()))
 
     def ask(conf):
         rid = trigger(airflow, "beta", conf)
