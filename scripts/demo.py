@@ -36,6 +36,8 @@ def main() -> int:
                 print(f"  {ti['task_id'].removeprefix('host_release.'):16s} {label:14s} {ti['state']}")
     report = api.xcom(DAG, run_id, "report")
     print(f"\nRun {state}: {report.get('summary') if isinstance(report, dict) else ''}")
+    if state == "success":
+        print(f"The chain goes on by itself: {BASE}/dags/gantry_promote_staging (see `./gantry ledger status`).")
     print(f"""
 Airflow UI:  {BASE}   (login: admin / admin)
 Next release from the UI: DAGs -> {DAG} -> Trigger, fill in the form
