@@ -46,6 +46,7 @@ ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 ALERTMANAGER_PORT = 19093
 PG_PORT = 15432
 AIRFLOW_PORT = 8080
+SMTP_PORT = 10025
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
 # Local Airflow users (password = name); `alice` is the configured prod approver.
 DEMO_USERS = ("admin", "alice", "bob")
@@ -356,6 +357,9 @@ def up() -> None:
         f"--storage.path={am / 'data'}", f"--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}",
         "--cluster.listen-address="])
 
+    spawn("mailbox", [sys.executable, str(REPO / "fleet" / "mailbox.py"), "127.0.0.1", str(SMTP_PORT),
+                      str(STATE / "mail")])
+
     for h in hosts:
         wait_tcp(h["address"], h.get("ssh_port", SSH_PORT), name=h["name"])
     wait_tcp(LB_HOST, SSH_PORT, name="lb-sshd")
@@ -363,6 +367,7 @@ def up() -> None:
         wait_tcp("127.0.0.1", port, name="nginx")
     wait_http(f"http://127.0.0.1:{ETCD_PORT}/health", name="etcd")
     wait_http(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready", name="alertmanager")
+    wait_tcp("127.0.0.1", SMTP_PORT, name="mailbox")
     log(f"fleet up: {len(hosts)} hosts, nginx, etcd, alertmanager, artifacts in {time.time() - t0:.2f}s")
 
 
@@ -370,7 +375,7 @@ def fleet_down() -> None:
     t0 = time.time()
     for h in inventory_hosts():
         stop_host(h["name"])
-    for name in ("lb-sshd", "nginx", "etcd", "alertmanager"):
+    for name in ("lb-sshd", "nginx", "etcd", "alertmanager", "mailbox"):
         stop(name)
     log(f"fleet down in {time.time() - t0:.2f}s")
 
@@ -486,6 +491,8 @@ def airflow_env() -> dict[str, str]:
         "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
                              "schema": "http"},
     }
+    conns["gantry_smtp"] = {"conn_type": "smtp", "host": "127.0.0.1", "port": SMTP_PORT,
+                            "extra": {"from_email": "gantry@localhost", "disable_tls": True, "disable_ssl": True}}
     conns["gantry_ledger"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": PG_PORT, "login": "gantry",
                               "password": "gantry", "schema": "gantry"}
     for app, env_name in app_databases():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import email.header
 import threading
 import time
 from collections import Counter
@@ -122,3 +123,56 @@ def assert_all_in_rotation(state: dict) -> None:
     assert all(state["lb"].values()), f"hosts left down in the load balancer: {state['lb']}"
     assert not state["registry_disabled"], f"hosts left disabled in the registry: {state['registry_disabled']}"
     assert not state["silences"], f"silences left active: {state['silences']}"
+
+
+def wait_for_mail(subject_part: str, after: float, timeout: float = 90) -> "email.message.Message":
+    """A message the fleet's SMTP receiver stored after ``after`` (epoch s) whose subject contains
+    ``subject_part``."""
+    import email
+
+    deadline = time.time() + timeout
+    seen: list[str] = []
+    while time.time() < deadline:
+        for path in sorted((fleetctl.STATE / "mail").glob("*.eml")):
+            if int(path.stem) / 1e9 < after:
+                continue
+            msg = email.message_from_bytes(path.read_bytes())
+            subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+            if subject_part in subject:
+                return msg
+            seen.append(subject)
+        time.sleep(1)
+    raise AssertionError(f"no mail with {subject_part!r}; saw {sorted(set(seen))}")
+
+
+def mail_text(msg) -> str:
+    """All text parts of a message, decoded."""
+    parts = msg.walk() if msg.is_multipart() else [msg]
+    return "".join(p.get_payload(decode=True).decode(errors="replace") for p in parts
+                   if p.get_content_maintype() == "text")
+
+
+def run_dag(airflow, dag_id: str, conf: dict, timeout: float = 900) -> tuple[str, str, dict]:
+    """Trigger, wait for the end; returns run id, final state and task instances by (task, map index)."""
+    resp = airflow.trigger(dag_id, conf)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["dag_run_id"]
+    state = airflow.wait_run(dag_id, run_id, timeout=timeout)
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in airflow.task_instances(dag_id, run_id)}
+    return run_id, state, tis
+
+
+def per_host(tis: dict, task: str) -> dict[str, dict]:
+    """One host step's task instances, by host name (the rendered map index)."""
+    return {ti["rendered_map_index"]: ti for (t, _), ti in tis.items() if t == f"host_release.{task}"}
+
+
+def host_outcomes(airflow, dag_id: str, run_id: str, tis: dict) -> dict[str, dict]:
+    """What bring_online recorded for each host (the run report's source)."""
+    out = {}
+    for (task, idx), ti in tis.items():
+        if task == "host_release.bring_online":
+            record = airflow.xcom(dag_id, run_id, task, key="outcome", map_index=idx)
+            if record:
+                out[record["host"]] = record
+    return out

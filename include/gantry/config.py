@@ -85,6 +85,7 @@ class EnvironmentConfig:
     auto_promote: bool = False           # a success here starts the next environment's promotion
     promote_to: str | None = None        # ... this one
     window: dict | None = None           # release window and freezes (gantry.windows)
+    notify: tuple[str, ...] = ()         # addresses alerted on failure, success and waiting approvals
     retries: int = 2
     retry_delay_seconds: float = 5
     description: str = ""
@@ -134,8 +135,9 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
     for name, e in (raw.get("environments") or {}).items():
         e = {k: (str(v) if k in ("batches", "max_unavailable", "failure_threshold") and v is not None else v)
              for k, v in (e or {}).items()}
-        if "approvers" in e:
-            e["approvers"] = tuple(e["approvers"] or ())
+        for key in ("approvers", "notify"):
+            if key in e:
+                e[key] = tuple(e[key] or ())
         if e.get("on_threshold", "halt") not in ("halt", "pause"):
             raise ConfigError(f"environment {name}: on_threshold must be 'halt' or 'pause'")
         envs[name] = EnvironmentConfig(name=name, **e)

@@ -14,6 +14,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from gantry.operators.chain import (
     CheckGatesOperator, ClaimReleaseOperator, PromoteNextOperator, ReleaseWindowSensor)
+from gantry.notify import approval_notifiers, run_notifiers
 from gantry.operators.confirm import BatchConfirmOperator
 from gantry.operators.release import (
     HOST_GROUP,
@@ -120,6 +121,7 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         params=params,
         render_template_as_native_obj=True,
         tags=["gantry", f"env:{env.name}", kind],
+        **run_notifiers(env.name, env.notify),
         default_args={
             "retries": env.retries,
             "retry_delay": dt.timedelta(seconds=env.retry_delay_seconds),
@@ -148,7 +150,8 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
                     subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
                     body=APPROVAL_BODY,
                     assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
-                    response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes))
+                    response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
+                    notifiers=approval_notifiers(env.name, env.notify))
                 gates >> approve >> window
             else:
                 gates >> window
@@ -174,7 +177,8 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
             confirm = BatchConfirmOperator(
                 task_id="confirm_batch", host=host, group_id=HOST_GROUP, retries=0, execution_timeout=None,
                 response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
-                assigned_users=[{"id": u, "name": u} for u in env.approvers] or None, **common)
+                assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
+                notifiers=approval_notifiers(env.name, env.notify), **common)
             pre = HostPrecheckOperator(task_id="precheck", host=host, **common)
             stage = StagePackageOperator(task_id="stage_package", host=host, artifact=artifact.output, **common)
             offline = TakeOfflineOperator(task_id="take_offline", host=host, **common)

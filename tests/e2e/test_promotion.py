@@ -6,7 +6,11 @@ import subprocess
 
 import pytest
 
-from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state
+import time
+
+from support import (
+    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, host_outcomes, mail_text, per_host, run_dag,
+    wait_for_mail)
 
 pytestmark = pytest.mark.e2e
 DAG = "gantry_promote_test"
@@ -25,26 +29,15 @@ def baseline(fleet, airflow):
 
 def run(airflow, conf: dict, timeout: float = 600) -> tuple[str, str, dict]:
     # These tests are about one environment: no auto-promotion to staging on success.
-    resp = airflow.trigger(DAG, {"auto_promote": False, **conf})
-    assert resp.status_code == 200, resp.text
-    run_id = resp.json()["dag_run_id"]
-    state = airflow.wait_run(DAG, run_id, timeout=timeout)
-    tis = {(ti["task_id"], ti["map_index"]): ti for ti in airflow.task_instances(DAG, run_id)}
-    return run_id, state, tis
+    return run_dag(airflow, DAG, {"auto_promote": False, **conf}, timeout)
 
 
 def host_states(tis: dict, task: str) -> dict[str, str]:
-    return {ti["rendered_map_index"]: ti["state"] for (t, _), ti in tis.items() if t == f"host_release.{task}"}
+    return {host: ti["state"] for host, ti in per_host(tis, task).items()}
 
 
 def outcomes(airflow, run_id: str, tis: dict) -> dict[str, dict]:
-    out = {}
-    for (task, idx), ti in tis.items():
-        if task == "host_release.bring_online":
-            record = airflow.xcom(DAG, run_id, task, key="outcome", map_index=idx)
-            if record:
-                out[record["host"]] = record
-    return out
+    return host_outcomes(airflow, DAG, run_id, tis)
 
 
 def test_promotion_under_load_loses_no_request(baseline, airflow):
@@ -82,6 +75,7 @@ def test_batches_bound_hosts_out_of_rotation(baseline, airflow):
 
 
 def test_unknown_version_fails_before_any_host_is_touched(baseline, airflow):
+    started = time.time()
     run_id, state, tis = run(airflow, {"app": "demo", "version": "9.9.9"})
     assert state == "failed"
     assert tis[("verify_artifact", -1)]["state"] == "failed"
@@ -90,6 +84,10 @@ def test_unknown_version_fails_before_any_host_is_touched(baseline, airflow):
     after = fleet_state()
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
+    # The failure was alerted by mail (Airflow notifier -> the fleet's SMTP receiver).
+    mail = wait_for_mail("[gantry] test: demo 9.9.9 FAILED", after=started)
+    assert mail["To"] == "release-team@example.com"
+    assert run_id in mail_text(mail)
 
 
 def test_tampered_artifact_stops_before_any_host(baseline, airflow, fleet):
@@ -153,8 +151,10 @@ def test_release_that_never_becomes_healthy_is_rolled_back(baseline, airflow, fl
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
+    started = time.time()
     run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "dry_run": True})
     assert state == "success"
+    wait_for_mail("[gantry] test: demo 1.1.0 succeeded", after=started)
     assert not [t for t, _ in tis if t.startswith("host_release.")] or all(
         ti["state"] in ("skipped", None) for (t, _), ti in tis.items() if t.startswith("host_release."))
     log = airflow.log(DAG, run_id, "resolve_hosts")

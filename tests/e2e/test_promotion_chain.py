@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from support import assert_all_in_rotation, fleet_state
+from support import assert_all_in_rotation, fleet_state, wait_for_mail
 
 pytestmark = pytest.mark.e2e
 BASELINE = "1.0.0"
@@ -138,11 +138,14 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
     time.sleep(max(0, staged_at + 16 - time.time()))
 
     def ask(conf):
+        asked = time.time()
         rid = trigger(airflow, "beta", conf)
         deadline = time.time() + 120
         while not (pending := airflow.pending_approvals(promote("beta"), rid)):
             assert time.time() < deadline and airflow.run_state(promote("beta"), rid) not in ("success", "failed")
             time.sleep(1)
+        mail = wait_for_mail(f"[gantry] beta: approval needed for demo {v}", after=asked)
+        assert "release-team@example.com" in mail["To"]
         time.sleep(SETTLE)
         return rid, pending[0]
 

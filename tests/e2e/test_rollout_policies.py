@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state
+from support import (
+    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, host_outcomes, per_host, run_dag)
 
 pytestmark = pytest.mark.e2e
 ENV = "prod"
@@ -42,27 +43,8 @@ def schema():
         return revision, columns, set(insp.get_table_names())
 
 
-def run(airflow, dag, conf, timeout=900):
-    resp = airflow.trigger(dag, conf)
-    assert resp.status_code == 200, resp.text
-    run_id = resp.json()["dag_run_id"]
-    state = airflow.wait_run(dag, run_id, timeout=timeout)
-    tis = {(ti["task_id"], ti["map_index"]): ti for ti in airflow.task_instances(dag, run_id)}
-    return run_id, state, tis
-
-
-def per_host(tis, task):
-    return {ti["rendered_map_index"]: ti for (t, _), ti in tis.items() if t == f"host_release.{task}"}
-
-
-def outcomes(airflow, dag, run_id, tis):
-    out = {}
-    for (task, idx), ti in tis.items():
-        if task == "host_release.bring_online":
-            record = airflow.xcom(dag, run_id, task, key="outcome", map_index=idx)
-            if record:
-                out[record["host"]] = record
-    return out
+run = run_dag
+outcomes = host_outcomes
 
 
 def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_everything(prod, airflow):

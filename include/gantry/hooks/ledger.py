@@ -13,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from airflow.sdk import BaseHook
 
+from gantry.hooks.postgres import postgres_engine
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS gantry_release (
         id bigserial PRIMARY KEY,
@@ -55,10 +57,7 @@ class LedgerHook(BaseHook):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            c = self.get_connection(self.ledger_conn_id)
-            url = sa.engine.URL.create("postgresql+psycopg2", username=c.login, password=c.password,
-                                       host=c.host, port=c.port, database=c.schema)
-            self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            self._engine = postgres_engine(self.ledger_conn_id)
             with self._engine.begin() as conn:
                 for ddl in SCHEMA:
                     conn.execute(sa.text(ddl))

@@ -53,14 +53,14 @@ echo "CHANGED: {member} {'enabled' if enabled else 'down'} in {pool}; nginx relo
         return "CHANGED:" in result.stdout
 
     # LoadBalancer
-    def disable(self, app: str, address: str, port: int) -> bool:
-        return self.set_member(app, address, port, enabled=False)
+    def disable(self, pool: str, address: str, port: int) -> bool:
+        return self.set_member(pool, address, port, enabled=False)
 
-    def enable(self, app: str, address: str, port: int) -> bool:
-        return self.set_member(app, address, port, enabled=True)
+    def enable(self, pool: str, address: str, port: int) -> bool:
+        return self.set_member(pool, address, port, enabled=True)
 
-    def members(self, app: str) -> dict[str, bool]:
-        result = self.run(f"cat {quote(self._file(app))}", timeout=30)
+    def members(self, pool: str) -> dict[str, bool]:
+        result = self.run(f"cat {quote(self._file(pool))}", timeout=30)
         if not result.ok:
             raise AirflowException(f"cannot read upstream {pool}: {result.stderr.strip()}")
         return parse_upstream(result.stdout)

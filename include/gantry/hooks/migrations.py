@@ -20,6 +20,8 @@ from typing import Iterator
 import sqlalchemy as sa
 from airflow.sdk import BaseHook
 
+from gantry.hooks.postgres import postgres_engine
+
 HISTORY_DDL = """CREATE TABLE IF NOT EXISTS gantry_schema_history (
     id serial PRIMARY KEY, app text NOT NULL, environment text NOT NULL, version text NOT NULL,
     revision text, direction text NOT NULL, run_id text, applied_at timestamptz NOT NULL DEFAULT now())"""
@@ -70,10 +72,7 @@ class SchemaMigrationHook(BaseHook):
         self.db_conn_id = db_conn_id
 
     def engine(self) -> sa.Engine:
-        c = self.get_connection(self.db_conn_id)
-        url = sa.engine.URL.create("postgresql+psycopg2", username=c.login, password=c.password,
-                                   host=c.host, port=c.port, database=c.schema)
-        return sa.create_engine(url, poolclass=sa.pool.NullPool)
+        return postgres_engine(self.db_conn_id)
 
     @contextlib.contextmanager
     def locked(self, app: str, environment: str, timeout: float = 60) -> Iterator[sa.Connection]:

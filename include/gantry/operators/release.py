@@ -58,7 +58,7 @@ def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artif
         f"quiet period: {t.quiet_period:g}s",
         f"restart: `{app.stop_command}` in current release, current -> releases/{version}, `{app.start_command}`",
         f"health: process up, GET http://{member}{app.health_path} = 200, version = {version}, within {t.startup:g}s",
-        f"online: registry enable, load balancer up, expire silence (on failure: roll back to the previous release first)",
+        "online: registry enable, load balancer up, expire silence (on failure: roll back to the previous release first)",
     ]
 
 
