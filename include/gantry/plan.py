@@ -226,7 +226,6 @@ RESTORED = "restored"
 ROLLED_BACK = "rolled_back"
 LEFT_OUT = "left_out_of_rotation"
 
-OK_OUTCOMES = {RELEASED, SKIPPED_UNHEALTHY, NOT_DRAINED, NOT_STARTED}
 
 
 def run_verdict(outcomes: Sequence[Mapping]) -> tuple[bool, str]:

@@ -107,10 +107,6 @@ echo "drain timeout after {timeout:g}s with $n connection(s) still open" >&2
 exit 0"""
 
 
-def list_releases_script(app: AppConfig) -> str:
-    return _in_root(app, "ls -1 releases 2>/dev/null | grep -v '^\\.' || true")
-
-
 def history_script(app: AppConfig) -> str:
     """Prints ``current=<version>`` then the release switches, oldest first."""
     return _in_root(app, f"""echo "current=$({current_version()})"

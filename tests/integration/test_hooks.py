@@ -29,7 +29,10 @@ def test_ssh_runs_commands_in_the_hosts_own_namespace(running):
     assert hook_a.run("hostname").stdout.strip() == a["name"]
     assert hook_a.run("echo private > /tmp/marker && cat /tmp/marker").stdout.strip() == "private"
     assert hook_b.run("cat /tmp/marker").exit_code != 0, "a file on one host is invisible on another"
-    assert hook_a.run("ps -e -o pid= | wc -l").stdout.strip() != ""
+    # Its own process view: the fleet's etcd and the other hosts' apps are invisible from here.
+    seen = hook_a.run("ps -e -o args=").stdout
+    assert "etcd" not in seen and "sshd" in seen
+    assert sum("app.py" in line for line in seen.splitlines()) == 1
     pids = hook_a.run("cat /proc/1/comm").stdout.strip()
     assert pids == "sshd", "sshd is PID 1 of each host"
 

@@ -463,11 +463,11 @@ class BringOnlineOperator(HostStepOperator):
 
         if not self._wait_healthy(previous, app.timeouts.startup):
             reason += f"; {previous} is not healthy either: LEFT OUT OF ROTATION and silenced, needs a human"
-            self._finish(context, plan.LEFT_OUT, reason, push_only=True)
+            self._finish(context, plan.LEFT_OUT, reason)
             raise AirflowFailException(f"{name}: {reason}")
         self._online()
         if outcome == plan.ROLLED_BACK:
-            self._finish(context, outcome, reason + ", back in rotation", push_only=True)
+            self._finish(context, outcome, reason + ", back in rotation")
             raise AirflowFailException(f"{name}: {reason}; back in rotation on {previous}")
         return self._finish(context, outcome, reason + ", back in rotation")
 
@@ -504,7 +504,7 @@ class BringOnlineOperator(HostStepOperator):
         expired = adapters.silencer().unsilence(app.name, self.environment, name)
         self.log.info("expired %d silence(s) for %s", expired, name)
 
-    def _finish(self, context: Context, outcome: str, reason: str, push_only: bool = False) -> dict:
+    def _finish(self, context: Context, outcome: str, reason: str) -> dict:
         record = {"host": self.host["name"], "batch": self.host["batch"], "outcome": outcome, "reason": reason}
         context["ti"].xcom_push(key=XCOM_OUTCOME, value=record)
         self.log.info("%s: %s - %s", record["host"], outcome, reason)
