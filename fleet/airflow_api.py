@@ -89,7 +89,12 @@ class AirflowAPI:
             f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails",
             json={"chosen_options": [option], "params_input": {}}, timeout=30)
 
-    def log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
+    def log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int | None = None) -> str:
+        """The task's log as text, with error details; by default of its latest try."""
+        if try_number is None:
+            ti = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}" if map_index >= 0
+                          else f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+            try_number = max(1, ti["try_number"])
         r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
                        params={"map_index": map_index}, headers={"Accept": "application/x-ndjson"}, timeout=30)
         lines = []

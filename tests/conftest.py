@@ -2,6 +2,7 @@
 that `./gantry test` brings up; running pytest directly brings them up too (idempotent)."""
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import shlex
 import subprocess
@@ -45,3 +46,28 @@ def airflow(fleet):
 
 
 _load_airflow_env()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When an end-to-end test fails, name the failed tasks of the runs it started and their
+    errors, so that a red CI run says why without access to the machine."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or "airflow" not in item.fixturenames:
+        return
+    try:
+        api = item.funcargs["airflow"]
+        started = _dt.datetime.fromtimestamp(call.start, _dt.timezone.utc).isoformat()
+        runs = api.get("/dags/~/dagRuns", start_date_gte=started, state="failed", limit=50)["dag_runs"]
+        lines = []
+        for run in runs:
+            for ti in api.task_instances(run["dag_id"], run["dag_run_id"]):
+                if ti["state"] in ("failed", "up_for_retry"):
+                    err = [l for l in api.log(run["dag_id"], run["dag_run_id"], ti["task_id"], ti["map_index"],
+                                              ti["try_number"]).splitlines() if "Error" in l or "Exception" in l]
+                    lines.append(f"{run['dag_id']} {run['dag_run_id']} {ti['task_id']}[{ti['map_index']}] "
+                                 f"try {ti['try_number']} {ti['state']}: {err[-1] if err else '(no error logged)'}")
+        report.sections.append(("failed Airflow tasks", "\n".join(lines) or "none"))
+    except Exception as exc:  # diagnostics must never hide the test's own failure
+        report.sections.append(("failed Airflow tasks", f"could not list them: {exc!r}"))

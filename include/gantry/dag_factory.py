@@ -56,6 +56,14 @@ APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids='check_gates') %}
 {% endif %}
 Approve to release; reject to end the run without touching a host."""
 
+# Deferrable gates re-decide from scratch on every try, and their decisions (refuse, stop the
+# rollout) raise AirflowFailException, which is never retried. The retries are for one Airflow
+# 3.3 scheduler race only: when the trigger fires before the executor has reported the deferring
+# try's exit, the resumed try is marked failed ("finished with state success, but the task
+# instance's state attribute is queued", apache/airflow#72716); seen in CI on a 5-host run.
+# Human-in-the-loop tasks get no retries: a retry would ask the human again after a rejection.
+RESUME_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(seconds=2), "retry_exponential_backoff": 0}
+
 ROLLBACK_DOC = """
 ### Roll an app in **{env}** back to an earlier version
 
@@ -132,7 +140,7 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
     ) as dag:
         claim = ClaimReleaseOperator(task_id="claim_release", kind=kind, hosts="{{ params.hosts }}",
                                      override_reason="{{ params.emergency_reason }}", retries=0, **common)
-        window = ReleaseWindowSensor(task_id="release_window", environment=env.name, retries=0,
+        window = ReleaseWindowSensor(task_id="release_window", environment=env.name, **RESUME_RETRIES,
                                      override_reason="{{ params.emergency_reason }}",
                                      execution_timeout=dt.timedelta(days=14))
         artifact = VerifyArtifactOperator(task_id="verify_artifact", app="{{ params.app }}", version=version)
@@ -172,7 +180,7 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         def host_release(host):
             gate = BatchGateSensor(task_id="wait_for_batch", host=host, group_id=HOST_GROUP,
                                    final_task_id=f"{HOST_GROUP}.bring_online",
-                                   confirm_task_id=f"{HOST_GROUP}.confirm_batch", retries=0,
+                                   confirm_task_id=f"{HOST_GROUP}.confirm_batch", **RESUME_RETRIES,
                                    execution_timeout=dt.timedelta(hours=6))
             confirm = BatchConfirmOperator(
                 task_id="confirm_batch", host=host, group_id=HOST_GROUP, retries=0, execution_timeout=None,

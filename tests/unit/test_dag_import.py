@@ -33,3 +33,18 @@ def test_promotion_dag_shape():
     params = dag.params
     assert params.get_param("app").schema["enum"] == ["demo"]
     assert "pattern" in params.get_param("version").schema
+
+
+def test_gates_retry_only_the_resume_race_and_human_decisions_never_retry():
+    """Deferrable gates get a retry for Airflow's resume-after-defer race; their own refusals are
+    AirflowFailException (never retried). A retried human decision would ask again after a
+    rejection, so human-in-the-loop tasks have none."""
+
+    bag = DagBag(str(REPO / "dags"))
+    beta = bag.dags["gantry_promote_beta"]
+    for dag in (bag.dags["gantry_promote_test"], beta):
+        for task_id in ("release_window", "host_release.wait_for_batch"):
+            assert dag.get_task(task_id).retries >= 1, task_id
+        for task_id in ("host_release.confirm_batch", "claim_release", "check_gates"):
+            assert dag.get_task(task_id).retries == 0, task_id
+    assert beta.get_task("approve_release").retries == 0
