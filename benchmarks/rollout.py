@@ -130,15 +130,15 @@ def main() -> None:
         t = time.time(); fleetctl.fleet_down(); results["fleet_down_s"] = round(time.time() - t, 2)
         t = time.time(); fleetctl.up(); results["fleet_up_s"] = round(time.time() - t, 2)
     fleetctl.reset("1.0.0")
-    fleetctl.reset("1.0.0", "prod")
+    fleetctl.reset("1.0.0", "perf")
     results["fleet_memory_pss_mib"] = round(component_memory(("host-", "lb-sshd", "nginx", "etcd", "alertmanager")), 1)
     results["airflow_memory_pss_mib"] = round(component_memory(("airflow-", "postgres")), 1)
     results["parse"] = parse_time()
     api = AirflowAPI()
     results["promotion_test_5_hosts_batch_1"] = promotion(api, "test", a.version)
-    results["promotion_prod_20_hosts_4_batches"] = promotion(api, "prod", a.version)
+    results["promotion_perf_20_hosts_4_batches"] = promotion(api, "perf", a.version)
     fleetctl.reset("1.0.0")
-    fleetctl.reset("1.0.0", "prod")
+    fleetctl.reset("1.0.0", "perf")
     print(json.dumps(results, indent=2))
 
 

@@ -85,6 +85,9 @@ class EnvironmentConfig:
     auto_promote: bool = False           # a success here starts the next environment's promotion
     promote_to: str | None = None        # ... this one
     window: dict | None = None           # release window and freezes (gantry.windows)
+    # Releases start when the window opens: approved versions wait in the ledger's queue
+    # (gantry_queue_<env>) and gantry_scheduled_<env> releases the newest one per app.
+    scheduled_release: bool = False
     notify: tuple[str, ...] = ()         # addresses alerted on failure, success and waiting approvals
     retries: int = 2
     retry_delay_seconds: float = 5
@@ -147,6 +150,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
         for ref in ("upstream", "promote_to"):
             if getattr(e, ref) and getattr(e, ref) not in envs:
                 raise ConfigError(f"environment {e.name}: unknown {ref} {getattr(e, ref)!r}")
+        if e.scheduled_release and not e.window:
+            raise ConfigError(f"environment {e.name}: scheduled_release needs a window to open")
         from gantry.windows import ReleaseWindow, WindowError
         try:
             ReleaseWindow.from_config(e.window)

@@ -10,10 +10,11 @@ import datetime as dt
 from airflow.sdk import DAG, Param, TriggerRule, task_group
 
 from gantry.config import EnvironmentConfig, GantryConfig
-from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
 from gantry.operators.chain import (
-    CheckGatesOperator, ClaimReleaseOperator, PromoteNextOperator, ReleaseWindowSensor)
+    CheckGatesOperator, ClaimReleaseOperator, EnqueueReleaseOperator, PromoteNextOperator, ReleaseApprovalOperator,
+    ReleaseWindowSensor, TakeQueuedReleasesOperator)
 from gantry.notify import approval_notifiers, run_notifiers
 from gantry.operators.confirm import BatchConfirmOperator
 from gantry.operators.release import (
@@ -114,6 +115,9 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
                       description="Set by Gantry when a success upstream started this run."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Log the exact per-host plan; touch nothing."),
+        "queue_id": Param(None, type=["null", "integer"], minimum=1, title="Queue entry",
+                          description="Set by the scheduled window run: the approved queue entry released "
+                                      "(its approval is checked in the ledger)."),
     }
     version = "{{ ti.xcom_pull(task_ids='resolve_target') }}" if rollback else "{{ params.version }}"
     common = {"app": "{{ params.app }}", "version": version, "environment": env.name}
@@ -153,14 +157,7 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
             gates = CheckGatesOperator(task_id="check_gates", retries=0, **common)
             claim >> gates
             if env.approval:
-                approve = ApprovalOperator(
-                    task_id="approve_release", fail_on_reject=True, retries=0, execution_timeout=None,
-                    subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
-                    body=APPROVAL_BODY,
-                    assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
-                    response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
-                    notifiers=approval_notifiers(env.name, env.notify))
-                gates >> approve >> window
+                gates >> approval_task(env) >> window
             else:
                 gates >> window
         window >> artifact
@@ -207,6 +204,75 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         elif (nxt := config.next_environment(env.name)) is not None:
             report >> PromoteNextOperator(
                 task_id=f"promote_{nxt.name}", next_environment=nxt.name, default=env.auto_promote,
+                queue=nxt.scheduled_release,
                 auto_promote="{{ params.auto_promote }}", hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
                 app="{{ params.app }}", version="{{ params.version }}")
     return dag
+
+
+def approval_task(env: EnvironmentConfig) -> ReleaseApprovalOperator:
+    """The human approval of a release to ``env`` (only its approvers may answer)."""
+    return ReleaseApprovalOperator(
+        task_id="approve_release", environment=env.name, fail_on_reject=True, retries=0, execution_timeout=None,
+        subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
+        body=APPROVAL_BODY,
+        assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
+        response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
+        notifiers=approval_notifiers(env.name, env.notify))
+
+
+QUEUE_DOC = """
+### Queue an app version for the next **{env}** release window
+
+Checks the gates (verified upstream, soak time) and asks for the approval now; the approved
+version waits in the ledger's queue. At the next window opening `gantry_scheduled_{env}`
+releases the newest approved version of each app (older queued ones are superseded).
+"""
+
+SCHEDULED_DOC = """
+### Release what is queued for **{env}**, at each window opening
+
+Scheduled by the release window ({window}). Takes the newest approved queued version of each
+app and starts `gantry_promote_{env}` for it; the release run checks the window and gates again.
+With nothing queued the run does nothing and says so in the `take_queued` log.
+"""
+
+
+def build_window_dags(config: GantryConfig, env: EnvironmentConfig) -> tuple[DAG, DAG]:
+    """``gantry_queue_<env>`` and ``gantry_scheduled_<env>`` for an environment with
+    ``scheduled_release``."""
+    from gantry.timetables import ReleaseWindowTimetable
+
+    apps = sorted(config.apps)
+    common = dict(start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), catchup=False,
+                  render_template_as_native_obj=True, **run_notifiers(env.name, env.notify))
+    with DAG(
+        dag_id=f"gantry_queue_{env.name}", description=f"Approve an app version now, release it at the next "
+        f"{env.name} window", doc_md=QUEUE_DOC.format(env=env.name), schedule=None,
+        tags=["gantry", f"env:{env.name}", "queue"], **common,
+        params={
+            "app": Param(apps[0], type="string", enum=apps, title="App"),
+            "version": Param("", type="string", pattern=VERSION_PATTERN, title="Version"),
+            "auto": Param(False, type="boolean", title="Started by auto-promotion"),
+        },
+    ) as queue_dag:
+        version = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
+        gates = CheckGatesOperator(task_id="check_gates", retries=0, **version)
+        enqueue = EnqueueReleaseOperator(task_id="enqueue", retries=1, **version)
+        if env.approval:
+            gates >> approval_task(env) >> enqueue
+        else:
+            gates >> enqueue
+    timetable = ReleaseWindowTimetable(env.window, env.name)
+    with DAG(
+        dag_id=f"gantry_scheduled_{env.name}", description=f"Release the queued versions at each {env.name} "
+        "window opening", doc_md=SCHEDULED_DOC.format(env=env.name, window=timetable.window.describe()),
+        schedule=timetable, max_active_runs=1, tags=["gantry", f"env:{env.name}", "scheduled"], **common,
+    ) as scheduled_dag:
+        taken = TakeQueuedReleasesOperator(task_id="take_queued", environment=env.name, retries=0)
+        TriggerDagRunOperator.partial(
+            task_id="start_release", trigger_dag_id=f"gantry_promote_{env.name}", wait_for_completion=False,
+            map_index_template="{{ task.conf['app'] }} {{ task.conf['version'] }}",
+        ).expand(conf=taken.output)
+    return queue_dag, scheduled_dag
+

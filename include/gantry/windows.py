@@ -99,3 +99,24 @@ class ReleaseWindow:
                 if candidate >= local and self.is_open(candidate):
                     return candidate.astimezone(dt.timezone.utc)
         return None
+
+    def next_opening(self, after: dt.datetime, horizon_days: int = 400) -> dt.datetime | None:
+        """The first moment strictly after ``after`` at which a range of the window starts on an
+        allowed, unfrozen day: when a scheduled release runs. An all-day window opens at midnight."""
+        tz = ZoneInfo(self.timezone)
+        local = after.astimezone(tz)
+        for offset in range(horizon_days + 1):
+            day = local.date() + dt.timedelta(days=offset)
+            if day.weekday() not in self.days:
+                continue
+            for start in sorted({s for s, _ in self.ranges}):
+                candidate = dt.datetime.combine(day, start, tz)
+                if candidate > local and self.frozen(candidate) is None:
+                    return candidate.astimezone(dt.timezone.utc)
+        return None
+
+    def describe(self) -> str:
+        days = ",".join(DAYS[d] for d in self.days)
+        hours = ", ".join("all day" if a == b else f"{a:%H:%M}-{b:%H:%M}" for a, b in self.ranges)
+        return f"{days} {hours} {self.timezone}" + (f", {len(self.freezes)} freeze(s)" if self.freezes else "")
+

@@ -9,7 +9,7 @@ import pytest
 from support import assert_all_in_rotation, fleet_state
 
 pytestmark = pytest.mark.e2e
-ENV, DAG = "prod", "gantry_promote_prod"
+ENV, DAG = "perf", "gantry_promote_perf"
 BASELINE = "1.0.0"
 # The 3.3 scheduler marks an approval answered within ~2 s of the task parking as failed; real
 # approvers take longer, and so do these tests.
@@ -17,7 +17,7 @@ SETTLE = 8
 
 
 @pytest.fixture
-def prod(fleet, airflow):
+def perf(fleet, airflow):
     fleet.reset(BASELINE, ENV)
     return fleet_state(env=ENV)
 
@@ -39,9 +39,9 @@ def wait_for_approval(api, run_id, timeout=180):
     raise TimeoutError("no approval was requested")
 
 
-def test_confirmation_between_batches_only_from_the_configured_approver(prod, airflow):
+def test_confirmation_between_batches_only_from_the_configured_approver(perf, airflow):
     resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "batches": "1", "confirm_batches": True,
-                                 "hosts": ["prod-demo-01", "prod-demo-02"]})
+                                 "hosts": ["perf-demo-01", "perf-demo-02"]})
     run_id = resp.json()["dag_run_id"]
     detail = wait_for_approval(airflow, run_id)
     ti = detail["task_instance"]
@@ -49,7 +49,7 @@ def test_confirmation_between_batches_only_from_the_configured_approver(prod, ai
     assert "start batch 2 of 2" in detail["subject"]
     # The first batch is done and back; the second has not started.
     state = fleet_state(env=ENV)
-    assert state["versions"]["prod-demo-01"] == "1.1.0" and state["versions"]["prod-demo-02"] == BASELINE
+    assert state["versions"]["perf-demo-01"] == "1.1.0" and state["versions"]["perf-demo-02"] == BASELINE
     time.sleep(SETTLE)
     denied = as_user("bob").respond(DAG, run_id, ti["task_id"], 1, "Approve")
     assert denied.status_code == 403, denied.text
@@ -63,19 +63,19 @@ def test_confirmation_between_batches_only_from_the_configured_approver(prod, ai
     started = datetime.fromisoformat(tis[("host_release.precheck", 1)]["start_date"]).timestamp()
     assert started >= approved_at
     assert set(fleet_state(env=ENV)["versions"].values()) == {"1.1.0", BASELINE}
-    assert fleet_state(env=ENV)["versions"]["prod-demo-02"] == "1.1.0"
+    assert fleet_state(env=ENV)["versions"]["perf-demo-02"] == "1.1.0"
 
 
-def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(prod, airflow, fleet):
+def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(perf, airflow, fleet):
     import artifacts
 
-    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.2-bad01", never_healthy_on=("prod-demo-01",))
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.2-bad01", never_healthy_on=("perf-demo-01",))
     resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.2-bad01", "batches": "1", "on_threshold": "pause",
-                                 "hosts": ["prod-demo-01", "prod-demo-02", "prod-demo-03"]})
+                                 "hosts": ["perf-demo-01", "perf-demo-02", "perf-demo-03"]})
     run_id = resp.json()["dag_run_id"]
     detail = wait_for_approval(airflow, run_id)
     assert "failure threshold of 1" in detail["body"]
-    assert fleet_state(env=ENV)["versions"]["prod-demo-01"] == BASELINE, "the failed canary was rolled back"
+    assert fleet_state(env=ENV)["versions"]["perf-demo-01"] == BASELINE, "the failed canary was rolled back"
     time.sleep(SETTLE)
     answer = as_user("alice").respond(DAG, run_id, "host_release.confirm_batch", 1, "Reject")
     assert answer.status_code == 200, answer.text

@@ -1,5 +1,5 @@
 """Batch plans, max-unavailable, failure thresholds, automatic and on-demand rollback and
-schema migrations, on the 20 `prod` hosts of the local fleet, through the real scheduler."""
+schema migrations, on the 20 `perf` hosts of the local fleet, through the real scheduler."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,13 +11,13 @@ from support import (
     LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, host_outcomes, per_host, run_dag)
 
 pytestmark = pytest.mark.e2e
-ENV = "prod"
-PROMOTE, ROLLBACK = "gantry_promote_prod", "gantry_rollback_prod"
+ENV = "perf"
+PROMOTE, ROLLBACK = "gantry_promote_perf", "gantry_rollback_perf"
 BASELINE = "1.0.0"
 
 
 @pytest.fixture
-def prod(fleet, airflow):
+def perf(fleet, airflow):
     fleet.reset(BASELINE, ENV)
     airflow.wait_for_dag(PROMOTE)
     airflow.wait_for_dag(ROLLBACK)
@@ -30,7 +30,7 @@ def prod(fleet, airflow):
 def db():
     import fleetctl
 
-    return sa.create_engine(f"postgresql+psycopg2://demo:demo@127.0.0.1:{fleetctl.PG_PORT}/demo_prod",
+    return sa.create_engine(f"postgresql+psycopg2://demo:demo@127.0.0.1:{fleetctl.PG_PORT}/demo_perf",
                             poolclass=sa.pool.NullPool)
 
 
@@ -47,7 +47,7 @@ run = run_dag
 outcomes = host_outcomes
 
 
-def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_everything(prod, airflow):
+def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_everything(perf, airflow):
     with LoadGenerator(env=ENV, threads=3) as load, RotationSampler(env=ENV) as sampler:
         run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0"})
     assert state == "success"
@@ -61,8 +61,8 @@ def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_ever
     assert 2 <= sampler.max_lb_down <= 10 and sampler.max_registry_disabled <= 10
     assert load.total >= 2000 and load.failures == [], load.failures[:5]
     # The canary finished before anything else started.
-    canary_done = per_host(tis, "bring_online")["prod-demo-01"]["end_date"]
-    others_started = [ti["start_date"] for h, ti in per_host(tis, "precheck").items() if h != "prod-demo-01"]
+    canary_done = per_host(tis, "bring_online")["perf-demo-01"]["end_date"]
+    others_started = [ti["start_date"] for h, ti in per_host(tis, "precheck").items() if h != "perf-demo-01"]
     assert min(others_started) > canary_done
     # The schema went up first: 1.1.0 ships migrations 0001 and 0002.
     revision, columns, _ = schema()
@@ -84,40 +84,40 @@ def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_ever
     assert down["start_date"] > max(ti["end_date"] for ti in per_host(tis, "bring_online").values())
 
 
-def test_canary_failure_halts_before_the_second_batch(prod, airflow, fleet):
+def test_canary_failure_halts_before_the_second_batch(perf, airflow, fleet):
     import artifacts
 
     artifacts.publish_demo(fleet.STATE / "artifacts", "2.0.0-broken", never_healthy=True)
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "2.0.0-broken"})
     assert state == "failed"
-    record = outcomes(airflow, PROMOTE, run_id, tis)["prod-demo-01"]
+    record = outcomes(airflow, PROMOTE, run_id, tis)["perf-demo-01"]
     assert record["outcome"] == "rolled_back"
     started = [h for h, ti in per_host(tis, "precheck").items() if ti["state"] == "success"]
-    assert started == ["prod-demo-01"], "no host beyond the canary may start"
+    assert started == ["perf-demo-01"], "no host beyond the canary may start"
     after = fleet_state(env=ENV)
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
 
 
-def test_failures_below_the_threshold_continue_and_failed_hosts_roll_back(prod, airflow, fleet):
+def test_failures_below_the_threshold_continue_and_failed_hosts_roll_back(perf, airflow, fleet):
     import artifacts
 
-    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.1-flaky03", never_healthy_on=("prod-demo-03",))
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.1-flaky03", never_healthy_on=("perf-demo-03",))
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.1-flaky03",
                                                 "failure_threshold": "2"})
     assert state == "failed", "a host failed, so the run reports failure"
     results = outcomes(airflow, PROMOTE, run_id, tis)
-    assert results["prod-demo-03"]["outcome"] == "rolled_back"
+    assert results["perf-demo-03"]["outcome"] == "rolled_back"
     assert sorted(h for h, o in results.items() if o["outcome"] == "released") == sorted(
-        f"prod-demo-{i:02d}" for i in range(1, 21) if i != 3)
+        f"perf-demo-{i:02d}" for i in range(1, 21) if i != 3)
     after = fleet_state(env=ENV)
-    assert after["versions"].pop("prod-demo-03") == BASELINE, "the failed host serves its old release"
+    assert after["versions"].pop("perf-demo-03") == BASELINE, "the failed host serves its old release"
     assert set(after["versions"].values()) == {"1.1.1-flaky03"}
     assert_all_in_rotation(after)
     assert "below the threshold" in airflow.log(PROMOTE, run_id, "host_release.wait_for_batch", 5)
 
 
-def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(prod, airflow):
+def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(perf, airflow):
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1, 100%"})
     assert state == "failed"
     assert tis[("resolve_hosts", -1)]["state"] == "failed"
@@ -126,16 +126,16 @@ def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(prod, a
     assert set(fleet_state(env=ENV)["versions"].values()) == {BASELINE}
 
 
-def test_bake_time_separates_batches(prod, airflow):
+def test_bake_time_separates_batches(perf, airflow):
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1",
-                                                "bake_seconds": 6, "hosts": ["prod-demo-01", "prod-demo-02"]})
+                                                "bake_seconds": 6, "hosts": ["perf-demo-01", "perf-demo-02"]})
     assert state == "success"
-    first_done = dt.datetime.fromisoformat(per_host(tis, "bring_online")["prod-demo-01"]["end_date"])
-    second_start = dt.datetime.fromisoformat(per_host(tis, "precheck")["prod-demo-02"]["start_date"])
+    first_done = dt.datetime.fromisoformat(per_host(tis, "bring_online")["perf-demo-01"]["end_date"])
+    second_start = dt.datetime.fromisoformat(per_host(tis, "precheck")["perf-demo-02"]["start_date"])
     assert (second_start - first_done).total_seconds() >= 6
 
 
-def test_failing_migration_stops_the_release_before_any_host(prod, airflow, fleet):
+def test_failing_migration_stops_the_release_before_any_host(perf, airflow, fleet):
     import artifacts
 
     artifacts.publish_demo(fleet.STATE / "artifacts", "1.5.0-badmig", migrations=("0001", "0002", "0003", "0004"))
@@ -153,19 +153,19 @@ def test_failing_migration_stops_the_release_before_any_host(prod, airflow, flee
     assert "half_done" not in tables, "the failed migration left nothing behind"
 
 
-def test_irreversible_migrations_refuse_rollback_before_any_host(prod, airflow, fleet):
+def test_irreversible_migrations_refuse_rollback_before_any_host(perf, airflow, fleet):
     import artifacts
 
     artifacts.publish_demo(fleet.STATE / "artifacts", "1.6.0-contract",
                            migrations=("0001", "0002", "0003", "0005"), migrations_reversible=False)
     _, state, _ = run(airflow, PROMOTE, {"app": "demo", "version": "1.6.0-contract",
-                                         "hosts": ["prod-demo-01"]})
+                                         "hosts": ["perf-demo-01"]})
     assert state == "success"
     assert schema()[0] == "0005"
-    run_id, state, tis = run(airflow, ROLLBACK, {"app": "demo", "version": BASELINE, "hosts": ["prod-demo-01"]})
+    run_id, state, tis = run(airflow, ROLLBACK, {"app": "demo", "version": BASELINE, "hosts": ["perf-demo-01"]})
     assert state == "failed"
     assert tis[("check_migrations", -1)]["state"] == "failed"
     log = airflow.log(ROLLBACK, run_id, "check_migrations")
     assert "irreversible" in log and "Restore the database from a backup" in log
-    assert fleet_state(env=ENV)["versions"]["prod-demo-01"] == "1.6.0-contract", "no host was touched"
+    assert fleet_state(env=ENV)["versions"]["perf-demo-01"] == "1.6.0-contract", "no host was touched"
     assert schema()[0] == "0005"

@@ -27,6 +27,15 @@ SCHEMA = [
         UNIQUE (dag_id, run_id))""",
     """CREATE UNIQUE INDEX IF NOT EXISTS gantry_release_one_at_a_time
         ON gantry_release (app, environment) WHERE status = 'running'""",
+    # Versions approved now for release at an environment's next window opening.
+    # status: approved -> dispatched (handed to a release run) | superseded (a newer one was)
+    """CREATE TABLE IF NOT EXISTS gantry_queue (
+        id bigserial PRIMARY KEY,
+        app text NOT NULL, environment text NOT NULL, version text NOT NULL,
+        queued_by text, approved_by text, status text NOT NULL DEFAULT 'approved',
+        dag_id text NOT NULL, run_id text NOT NULL, release_run_id text,
+        queued_at timestamptz NOT NULL DEFAULT now(), decided_at timestamptz,
+        UNIQUE (dag_id, run_id))""",
 ]
 
 
@@ -132,3 +141,39 @@ class LedgerHook(BaseHook):
             "AND m.status='succeeded' AND NOT m.auto AND m.ended_at > r.ended_at) "
             "ORDER BY ended_at DESC LIMIT 1", a=app, e=environment, v=version)
         return rows[0] if rows else None
+
+    # -------------------------------------------------------------- queue for scheduled windows
+    def enqueue(self, *, app: str, environment: str, version: str, queued_by: str | None,
+                approved_by: str | None, dag_id: str, run_id: str) -> int:
+        """Put an approved version in the queue of the environment's next window (idempotent per run)."""
+        with self.engine().begin() as conn:
+            return conn.execute(sa.text(
+                "INSERT INTO gantry_queue (app, environment, version, queued_by, approved_by, dag_id, run_id) "
+                "VALUES (:a, :e, :v, :q, :ab, :d, :r) ON CONFLICT (dag_id, run_id) DO UPDATE SET "
+                "approved_by = EXCLUDED.approved_by RETURNING id"),
+                {"a": app, "e": environment, "v": version, "q": queued_by, "ab": approved_by, "d": dag_id,
+                 "r": run_id}).scalar()
+
+    def take_queued(self, environment: str, release_run_id: str) -> list[dict]:
+        """At a window opening: the newest approved version of each app, marked dispatched; older
+        approved ones of the same app are superseded. Atomic, so two openings cannot both take one."""
+        with self.engine().begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.text(
+                "SELECT * FROM gantry_queue WHERE environment=:e AND status='approved' "
+                "ORDER BY app, queued_at DESC, id DESC FOR UPDATE"), {"e": environment})]
+            chosen: dict[str, dict] = {}
+            for row in rows:
+                newest = chosen.setdefault(row["app"], row)
+                conn.execute(sa.text(
+                    "UPDATE gantry_queue SET status=:s, release_run_id=:rr, decided_at=now() WHERE id=:id"),
+                    {"s": "dispatched" if newest is row else "superseded", "rr": release_run_id, "id": row["id"]})
+            return list(chosen.values())
+
+    def queue_entry(self, entry_id: int) -> dict | None:
+        rows = self._rows("SELECT * FROM gantry_queue WHERE id=:i", i=entry_id)
+        return rows[0] if rows else None
+
+    def queue(self, environment: str, limit: int = 50) -> list[dict]:
+        return self._rows("SELECT * FROM gantry_queue WHERE environment=:e ORDER BY queued_at DESC LIMIT :n",
+                          e=environment, n=limit)
+

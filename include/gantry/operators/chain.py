@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any, Sequence
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -31,6 +32,8 @@ def run_context(context: Context) -> dict:
     conf = dag_run.conf or {}
     by = getattr(dag_run, "triggering_user_name", None)
     auto = bool(conf.get("auto"))
+    if conf.get("queue_id"):
+        by = f"gantry-release-window (queue entry {conf['queue_id']})"
     return {"triggered_by": ("gantry-auto-promotion" if auto else by) or "scheduler", "auto": auto}
 
 
@@ -175,8 +178,12 @@ class PromoteNextOperator(TriggerDagRunOperator):
                                       "hosts", "dry_run")
 
     def __init__(self, *, app: str, version: str, next_environment: str, default: bool, auto_promote: Any = None,
-                 hosts: Any = None, dry_run: Any = False, **kwargs) -> None:
-        super().__init__(trigger_dag_id=f"gantry_promote_{next_environment}", wait_for_completion=False, **kwargs)
+                 hosts: Any = None, dry_run: Any = False, queue: bool = False, **kwargs) -> None:
+        # An environment released at its window openings gets the version queued (after its
+        # gates and approval), not released at once.
+        self.queue = queue
+        super().__init__(trigger_dag_id=f"gantry_{'queue' if queue else 'promote'}_{next_environment}",
+                         wait_for_completion=False, **kwargs)
         self.app, self.version, self.next_environment = app, version, next_environment
         self.default, self.auto_promote, self.hosts, self.dry_run = default, auto_promote, hosts, dry_run
 
@@ -186,6 +193,89 @@ class PromoteNextOperator(TriggerDagRunOperator):
             raise AirflowSkipException("no auto-promotion: " + (
                 "disabled for this environment/run" if not enabled else "dry run" if self.dry_run
                 else "only some hosts were released"))
-        self.conf = {"app": self.app, "version": self.version, "auto": True, "auto_promote": self.auto_promote}
-        self.log.info("auto-promoting %s %s to %s", self.app, self.version, self.next_environment)
+        self.conf = {"app": self.app, "version": self.version, "auto": True}
+        if not self.queue:
+            self.conf["auto_promote"] = self.auto_promote
+        self.log.info("auto-promoting %s %s to %s%s", self.app, self.version, self.next_environment,
+                      " (queued for its next release window)" if self.queue else "")
         return super().execute(context)
+
+
+def _approver(context: Context) -> str | None:
+    approval = context["ti"].xcom_pull(task_ids="approve_release") or {}
+    return (approval.get("responded_by_user") or {}).get("name") if isinstance(approval, dict) else None
+
+
+class ReleaseApprovalOperator(ApprovalOperator):
+    """Airflow's human approval, except for a release started at a window opening from the queue:
+    that version was approved when it was queued, and the approval is checked in the ledger
+    instead of asked again. A queue entry that does not match this run refuses the release."""
+
+    def __init__(self, *, environment: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+
+    def execute(self, context: Context) -> Any:
+        queue_id = (context["dag_run"].conf or {}).get("queue_id")
+        if not queue_id:
+            return super().execute(context)
+        params = context["params"]
+        entry = _ledger().queue_entry(int(queue_id))
+        if (not entry or entry["status"] != "dispatched" or not entry["approved_by"]
+                or (entry["app"], entry["environment"], entry["version"])
+                != (params["app"], self.environment, params["version"])):
+            raise AirflowFailException(
+                f"queue entry {queue_id} does not approve {params['app']} {params['version']} here: {entry}")
+        self.log.info("%s %s was approved by %s when it was queued (%s, queue entry %s)", entry["app"],
+                      entry["version"], entry["approved_by"], entry["queued_at"], queue_id)
+        return {"chosen_options": [self.APPROVE], "params_input": {},
+                "responded_by_user": {"id": entry["approved_by"], "name": entry["approved_by"]}}
+
+
+class EnqueueReleaseOperator(BaseOperator):
+    """Queues an approved version for the environment's next window opening (in the ledger)."""
+
+    template_fields: Sequence[str] = ("app", "version")
+    ui_color = "#e0f0e0"
+
+    def __init__(self, *, app: str, version: str, environment: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app, self.version, self.environment = app, version, environment
+
+    def execute(self, context: Context) -> int:
+        from gantry.windows import ReleaseWindow
+
+        approved_by = _approver(context)
+        entry = _ledger().enqueue(app=self.app, environment=self.environment, version=self.version,
+                                  queued_by=run_context(context)["triggered_by"], approved_by=approved_by,
+                                  dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        window = ReleaseWindow.from_config(load_config().environment(self.environment).window)
+        opening = window.next_opening(dt.datetime.now(dt.timezone.utc))
+        self.log.info("%s %s (approved by %s) is queue entry %s of %s; it is released at the next window "
+                      "opening, %s, unless a newer approved version is queued before then", self.app, self.version,
+                      approved_by or "nobody: no approval configured", entry, self.environment,
+                      opening.isoformat() if opening else "never (no opening ahead)")
+        return entry
+
+
+class TakeQueuedReleasesOperator(BaseOperator):
+    """At a window opening: one release per app, of its newest approved queued version. With
+    nothing queued the run ends here and says so."""
+
+    ui_color = "#e0f0e0"
+
+    def __init__(self, *, environment: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+
+    def execute(self, context: Context) -> list[dict]:
+        entries = _ledger().take_queued(self.environment, context["run_id"])
+        if not entries:
+            self.log.info("nothing is queued for %s: this window opening releases nothing", self.environment)
+            return []
+        for e in entries:
+            self.log.info("releasing %s %s in %s (queue entry %s, approved by %s)", e["app"], e["version"],
+                          self.environment, e["id"], e["approved_by"])
+        return [{"app": e["app"], "version": e["version"], "queue_id": e["id"], "auto_promote": False}
+                for e in entries]
+
