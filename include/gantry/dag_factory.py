@@ -53,9 +53,12 @@ APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids='check_gates') %}
 
 - Running there now: {{ e.running_here or 'nothing recorded' }}{% if e.running_here_since %} (since {{ e.running_here_since }}){% endif %}
 {% if e.upstream %}- Upstream evidence: {{ e.upstream.version }} succeeded in {{ e.upstream.environment }} on every host, current there since {{ e.upstream.since }} ({{ e.upstream.soaked_minutes }} min), run {{ e.upstream.run_id }}
-{% endif %}{% if params.emergency_reason %}- EMERGENCY OVERRIDE: {{ params.emergency_reason }}
+{% endif %}{% if params.get('emergency_reason') %}- EMERGENCY OVERRIDE: {{ params.emergency_reason }}
 {% endif %}
-Approve to release; reject to end the run without touching a host."""
+"""
+APPROVE_NOW = "Approve to release; reject to end the run without touching a host."
+APPROVE_FOR_WINDOW = ("Approve to queue it for the next release window (the newest approved version is released "
+                      "when the window opens); reject to queue nothing.")
 
 # Deferrable gates re-decide from scratch on every try, and their decisions (refuse, stop the
 # rollout) raise AirflowFailException, which is never retried. The retries are for one Airflow
@@ -119,6 +122,12 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
                           description="Set by the scheduled window run: the approved queue entry released "
                                       "(its approval is checked in the ledger)."),
     }
+    if env.approval and not rollback:
+        params["approval_timeout_minutes"] = Param(
+            None, type=["null", "number"], exclusiveMinimum=0, maximum=env.approval_timeout_minutes,
+            title="Approval deadline, minutes (optional)",
+            description=f"Without an answer by then the run ends untouched. Default and maximum for {env.name}: "
+                        f"{env.approval_timeout_minutes:g}.")
     version = "{{ ti.xcom_pull(task_ids='resolve_target') }}" if rollback else "{{ params.version }}"
     common = {"app": "{{ params.app }}", "version": version, "environment": env.name}
     kind = "rollback" if rollback else "promote"
@@ -210,12 +219,13 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
     return dag
 
 
-def approval_task(env: EnvironmentConfig) -> ReleaseApprovalOperator:
-    """The human approval of a release to ``env`` (only its approvers may answer)."""
+def approval_task(env: EnvironmentConfig, for_window: bool = False) -> ReleaseApprovalOperator:
+    """The human approval of a release to ``env`` (only its approvers may answer), now or, with
+    ``for_window``, for its next window opening."""
     return ReleaseApprovalOperator(
         task_id="approve_release", environment=env.name, fail_on_reject=True, retries=0, execution_timeout=None,
         subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
-        body=APPROVAL_BODY,
+        body=APPROVAL_BODY + (APPROVE_FOR_WINDOW if for_window else APPROVE_NOW),
         assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
         response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
         notifiers=approval_notifiers(env.name, env.notify))
@@ -260,7 +270,7 @@ def build_window_dags(config: GantryConfig, env: EnvironmentConfig) -> tuple[DAG
         gates = CheckGatesOperator(task_id="check_gates", retries=0, **version)
         enqueue = EnqueueReleaseOperator(task_id="enqueue", retries=1, **version)
         if env.approval:
-            gates >> approval_task(env) >> enqueue
+            gates >> approval_task(env, for_window=True) >> enqueue
         else:
             gates >> enqueue
     timetable = ReleaseWindowTimetable(env.window, env.name)

@@ -149,6 +149,17 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
         time.sleep(SETTLE)
         return rid, pending[0]
 
+    # Not answered within its deadline: the run ends, no host touched.
+    rid, detail = ask({"app": "demo", "version": v, "auto_promote": False, "approval_timeout_minutes": 0.2})
+    assert airflow.wait_run(promote("beta"), rid, timeout=120) == "failed"
+    assert states(airflow, promote("beta"), rid)[("approve_release", -1)] == "failed"
+    assert versions("beta") == {BASELINE}
+    assert_all_in_rotation(fleet_state(env="beta"))
+    row = ledger.history("demo", "beta", 1)[0]
+    assert row["status"] == "refused" and row["message"] == "stopped at approve_release" and not row["approved_by"]
+    too_long = airflow.trigger(promote("beta"), {"app": "demo", "version": v, "approval_timeout_minutes": 600})
+    assert too_long.status_code == 400, "a run may shorten the approval deadline, never extend it"
+
     # Rejected: the run ends, no host touched.
     rid, detail = ask({"app": "demo", "version": v, "auto_promote": False})
     assert detail["task_instance"]["task_id"] == "approve_release"
@@ -236,3 +247,91 @@ def test_a_run_outside_its_window_waits_for_it_without_a_worker(chain, airflow):
     tis = {t["task_id"]: t for t in airflow.task_instances(promote("dev"), run_id) if t["map_index"] == -1}
     assert dt.datetime.fromisoformat(tis["verify_artifact"]["start_date"]) >= opens
     assert versions("dev") == {v}
+
+
+def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, airflow, ledger):
+    """prod: approve now (gantry_queue_prod), release at the window opening (gantry_scheduled_prod,
+    scheduled by the plugin's timetable), with the approval checked in the ledger, not asked again."""
+    import requests
+
+    from airflow_api import AirflowAPI
+    from gantry.config import load_config
+    from gantry.windows import ReleaseWindow
+
+    chain.reset(BASELINE, "prod")
+    for dag_id in ("gantry_queue_prod", "gantry_scheduled_prod", promote("prod")):
+        airflow.wait_for_dag(dag_id)
+    ledger.take_queued("prod", "test-setup")  # whatever earlier tests queued is not this test's
+    alice = AirflowAPI(username="alice", password="alice")
+
+    # The scheduler knows the timetable (registered by the plugin): the next run is the next opening.
+    window = ReleaseWindow.from_config(load_config().environment("prod").window)
+    dag = airflow.get("/dags/gantry_scheduled_prod")
+    assert dag["timetable_summary"].startswith("window opens (mon,tue,wed,thu 10:00-16:00 Europe/Berlin")
+    assert dt.datetime.fromisoformat(dag["next_dagrun_run_after"]) == window.next_opening(dt.datetime.now(dt.timezone.utc))
+    # The release runs check the window themselves (manual runs ignore timetables); open it all day here.
+    airflow.set_variable("gantry_windows", json.dumps({"prod": {"timezone": "UTC"}}))
+
+    # An opening with nothing queued does nothing, and says so.
+    rid = airflow.trigger("gantry_scheduled_prod", {}).json()["dag_run_id"]
+    assert airflow.wait_run("gantry_scheduled_prod", rid) == "success"
+    assert "nothing is queued for prod: this window opening releases nothing" in airflow.log(
+        "gantry_scheduled_prod", rid, "take_queued")
+    assert {s for (t, _), s in states(airflow, "gantry_scheduled_prod", rid).items() if t == "start_release"} == {"skipped"}
+    prod_runs_before = {r["dag_run_id"] for r in airflow.runs(promote("prod"))}
+
+    # A version that passed beta is approved now and waits in the queue.
+    v = fresh_version(chain, "prod")
+    for env in ("test", "staging"):
+        assert airflow.wait_run(promote(env), trigger(airflow, env, {"app": "demo", "version": v,
+                                                                     "auto_promote": False})) == "success"
+    time.sleep(16)  # beta's soak time in staging
+    rid = trigger(airflow, "beta", {"app": "demo", "version": v, "auto_promote": False})
+    _approve(airflow, alice, promote("beta"), rid)
+    assert airflow.wait_run(promote("beta"), rid) == "success"
+    time.sleep(16)  # prod's soak time in beta
+    qid = airflow.trigger("gantry_queue_prod", {"app": "demo", "version": v}).json()["dag_run_id"]
+    _approve(airflow, alice, "gantry_queue_prod", qid)
+    assert airflow.wait_run("gantry_queue_prod", qid) == "success"
+    entry = ledger.queue("prod", 1)[0]
+    assert (entry["version"], entry["status"], entry["approved_by"]) == (v, "approved", "alice")
+    assert "released at the next window opening" in airflow.log("gantry_queue_prod", qid, "enqueue")
+    assert versions("prod") == {BASELINE}, "queueing touches no host"
+
+    # The window opens: the queued version is released without asking again.
+    rid = airflow.trigger("gantry_scheduled_prod", {}).json()["dag_run_id"]
+    assert airflow.wait_run("gantry_scheduled_prod", rid) == "success"
+    release = wait_for_run(airflow, promote("prod"), v, exclude=prod_runs_before)
+    assert release["conf"]["queue_id"] == entry["id"] and release["state"] == "success"
+    assert not airflow.pending_approvals(promote("prod"), release["dag_run_id"])
+    assert "was approved by alice when it was queued" in airflow.log(promote("prod"), release["dag_run_id"],
+                                                                     "approve_release")
+    assert versions("prod") == {v}
+    assert_all_in_rotation(fleet_state(env="prod"))
+    row = ledger.history("demo", "prod", 1)[0]
+    assert (row["status"], row["approved_by"], row["version"]) == ("succeeded", "alice", v)
+    assert row["triggered_by"] == f"gantry-release-window (queue entry {entry['id']})"
+    assert ledger.queue_entry(entry["id"])["status"] == "dispatched"
+
+    # The ledger's REST view (plugin) answers what the hosts run, to authenticated users only.
+    url = "http://127.0.0.1:8080/gantry/ledger"
+    assert requests.get(f"{url}/status", timeout=10).status_code == 401
+    status = {r["environment"]: r["version"] for r in alice.s.get(f"{url}/status", params={"app": "demo"},
+                                                                   timeout=10).json()}
+    for env in ("test", "staging", "beta", "prod"):
+        assert status[env] == v and versions(env) == {v}, env
+    history = alice.s.get(f"{url}/history/demo/prod", params={"limit": 1}, timeout=10).json()
+    assert history[0]["approved_by"] == "alice" and history[0]["status"] == "succeeded"
+    queue = alice.s.get(f"{url}/queue/prod", timeout=10).json()
+    assert queue[0]["id"] == entry["id"] and queue[0]["status"] == "dispatched"
+    assert alice.s.get(f"{url}/history/demo/nowhere", timeout=10).status_code == 404
+
+
+def _approve(airflow, approver, dag_id, run_id):
+    deadline = time.time() + 120
+    while not airflow.pending_approvals(dag_id, run_id):
+        assert time.time() < deadline and airflow.run_state(dag_id, run_id) not in ("success", "failed")
+        time.sleep(1)
+    time.sleep(SETTLE)
+    answer = approver.respond(dag_id, run_id, "approve_release", -1, "Approve")
+    assert answer.status_code == 200, answer.text

@@ -218,6 +218,12 @@ class ReleaseApprovalOperator(ApprovalOperator):
     def execute(self, context: Context) -> Any:
         queue_id = (context["dag_run"].conf or {}).get("queue_id")
         if not queue_id:
+            asked = context["params"].get("approval_timeout_minutes")
+            if asked and self.response_timeout and dt.timedelta(minutes=asked) < self.response_timeout:
+                # A run may ask for a shorter deadline than the environment's, never a longer one.
+                self.response_timeout = dt.timedelta(minutes=asked)
+            self.log.info("approval expires after %s; without an answer the run ends and no host is touched",
+                          self.response_timeout)
             return super().execute(context)
         params = context["params"]
         entry = _ledger().queue_entry(int(queue_id))
