@@ -48,3 +48,21 @@ def test_gates_retry_only_the_resume_race_and_human_decisions_never_retry():
         for task_id in ("host_release.confirm_batch", "claim_release", "check_gates"):
             assert dag.get_task(task_id).retries == 0, task_id
     assert beta.get_task("approve_release").retries == 0
+
+
+def test_window_released_environment_has_queue_and_scheduled_dags():
+    """prod is released at window openings: auto-promotion from beta queues the version (gates and
+    approval now) instead of releasing it; the scheduled DAG runs on the window timetable."""
+    from gantry.timetables import ReleaseWindowTimetable
+
+    bag = DagBag(str(REPO / "dags"))
+    assert bag.dags["gantry_promote_beta"].get_task("promote_prod").trigger_dag_id == "gantry_queue_prod"
+    assert bag.dags["gantry_promote_test"].get_task("promote_staging").trigger_dag_id == "gantry_promote_staging"
+    queue = bag.dags["gantry_queue_prod"]
+    assert queue.get_task("check_gates").downstream_task_ids == {"approve_release"}
+    assert queue.get_task("approve_release").downstream_task_ids == {"enqueue"}
+    scheduled = bag.dags["gantry_scheduled_prod"]
+    assert isinstance(scheduled.timetable, ReleaseWindowTimetable)
+    assert scheduled.timetable.environment == "prod" and scheduled.max_active_runs == 1
+    assert scheduled.get_task("start_release").partial_kwargs["trigger_dag_id"] == "gantry_promote_prod"
+    assert "gantry_queue_beta" not in bag.dags and "gantry_scheduled_test" not in bag.dags

@@ -39,6 +39,9 @@ SCHEMA = [
 ]
 
 
+SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
+
+
 class ReleaseInProgress(RuntimeError):
     """Another release of the same app in the same environment is running."""
 
@@ -68,8 +71,12 @@ class LedgerHook(BaseHook):
         if self._engine is None:
             self._engine = postgres_engine(self.ledger_conn_id)
             with self._engine.begin() as conn:
-                for ddl in SCHEMA:
-                    conn.execute(sa.text(ddl))
+                # Concurrent "CREATE ... IF NOT EXISTS" can still collide in PostgreSQL (unique
+                # violation in pg_type), and DDL locks tables: create the schema once, serialized.
+                if conn.execute(sa.text("SELECT to_regclass('gantry_queue')")).scalar() is None:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
+                    for ddl in SCHEMA:
+                        conn.execute(sa.text(ddl))
         return self._engine
 
     def _rows(self, sql: str, **params) -> list[dict]:

@@ -1,0 +1,65 @@
+"""The release ledger's queue and claims, against the real PostgreSQL ledger database."""
+import threading
+import uuid
+
+import pytest
+
+from gantry.hooks.ledger import LedgerHook, ReleaseInProgress
+
+
+@pytest.fixture
+def ledger(fleet):
+    hook = LedgerHook()
+    yield hook
+    # The environments of these tests exist only here: leave the ledger as it was.
+    import sqlalchemy as sa
+
+    with hook.engine().begin() as conn:
+        for table in ("gantry_queue", "gantry_release"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE environment LIKE 'itest-%'"))
+
+
+def test_a_window_opening_takes_the_newest_approved_version_of_each_app_once(ledger):
+    env = f"itest-{uuid.uuid4().hex[:8]}"  # an environment of this test only
+    ids = {}
+    for app, version in (("web", "1.0"), ("web", "1.1"), ("api", "2.0"), ("web", "1.2")):
+        ids[app, version] = ledger.enqueue(app=app, environment=env, version=version, queued_by="ci",
+                                           approved_by="alice", dag_id="gantry_queue_x", run_id=f"r-{app}-{version}")
+    # Queueing is idempotent per run: a retried enqueue task does not queue twice.
+    assert ledger.enqueue(app="web", environment=env, version="1.2", queued_by="ci", approved_by="alice",
+                          dag_id="gantry_queue_x", run_id="r-web-1.2") == ids["web", "1.2"]
+
+    taken = {e["app"]: e["version"] for e in ledger.take_queued(env, "opening-1")}
+    assert taken == {"web": "1.2", "api": "2.0"}
+    status = {(e["app"], e["version"]): e["status"] for e in ledger.queue(env)}
+    assert status == {("web", "1.2"): "dispatched", ("api", "2.0"): "dispatched",
+                      ("web", "1.1"): "superseded", ("web", "1.0"): "superseded"}
+    assert ledger.queue_entry(ids["web", "1.2"])["release_run_id"] == "opening-1"
+    assert ledger.take_queued(env, "opening-2") == [], "a second opening finds nothing left"
+
+
+def test_two_openings_at_once_never_take_the_same_entry(ledger):
+    env = f"itest-{uuid.uuid4().hex[:8]}"
+    ledger.enqueue(app="web", environment=env, version="3.0", queued_by="ci", approved_by="alice",
+                   dag_id="gantry_queue_x", run_id=f"r-{env}")
+    results = []
+    threads = [threading.Thread(target=lambda n=n: results.append(LedgerHook().take_queued(env, f"opening-{n}")))
+               for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+
+
+def test_one_running_release_per_app_and_environment(ledger):
+    env = f"itest-{uuid.uuid4().hex[:8]}"
+    common = dict(app="web", environment=env, kind="promote", version="1.0", triggered_by="ci", scope="full",
+                  auto=False, override_reason=None, previous_version=None)
+    first = ledger.claim(dag_id="d", run_id="r1", **common)
+    assert ledger.claim(dag_id="d", run_id="r1", **common) == first, "a retried claim is the same claim"
+    with pytest.raises(ReleaseInProgress, match=f"another release of web in {env} is in progress"):
+        ledger.claim(dag_id="d", run_id="r2", **common)
+    ledger.finish("d", "r1", "succeeded", "ok", [])
+    ledger.claim(dag_id="d", run_id="r2", **common)
+    assert [c.version for c in ledger.current("web", env)] == ["1.0"]
