@@ -368,13 +368,19 @@ def up() -> None:
     wait_http(f"http://127.0.0.1:{ETCD_PORT}/health", name="etcd")
     wait_http(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready", name="alertmanager")
     wait_tcp("127.0.0.1", SMTP_PORT, name="mailbox")
+    # The port answering is not enough: it may be a stranger's (a host left over from another
+    # inventory). Each host's own sshd must still be running.
+    dead = [h["name"] for h in hosts if not read_pid(f"host-{h['name']}")]
+    if dead:
+        raise SystemExit(f"sshd of {', '.join(dead)} exited; see {STATE / 'logs'} (address already in use?)")
     log(f"fleet up: {len(hosts)} hosts, nginx, etcd, alertmanager, artifacts in {time.time() - t0:.2f}s")
 
 
 def fleet_down() -> None:
     t0 = time.time()
-    for h in inventory_hosts():
-        stop_host(h["name"])
+    # Every host that was started, by its recorded PID - also hosts the inventory no longer lists.
+    for path in sorted(PIDS.glob("host-*.pid")) if PIDS.exists() else []:
+        stop_host(path.stem.removeprefix("host-"))
     for name in ("lb-sshd", "nginx", "etcd", "alertmanager", "mailbox"):
         stop(name)
     log(f"fleet down in {time.time() - t0:.2f}s")

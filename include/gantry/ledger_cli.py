@@ -2,6 +2,7 @@
 
     ./gantry ledger status [APP]
     ./gantry ledger history APP ENV [--limit N]
+    ./gantry ledger queue ENV                 versions approved for the environment's next window
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     hi.add_argument("app")
     hi.add_argument("environment")
     hi.add_argument("--limit", type=int, default=20)
-    for p in (st, hi):
+    qu = sub.add_parser("queue", help="versions queued for ENV's release window, newest first")
+    qu.add_argument("environment")
+    qu.add_argument("--limit", type=int, default=20)
+    for p in (st, hi, qu):
         p.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     ledger = LedgerHook()
@@ -32,6 +36,16 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows))
         for r in [] if a.json else rows:
             print(f"{r['app']:12s} {r['environment']:10s} {r['version']:20s} since {r['since']} ({r['by']})")
+        return 0
+    if a.command == "queue":
+        rows = ledger.queue(a.environment, a.limit)
+        if a.json:
+            print(json.dumps(rows, default=str))
+            return 0
+        for r in rows:
+            print(f"{r['queued_at']:%Y-%m-%d %H:%M:%S} #{r['id']:<5d} {r['app']:12s} {r['version']:18s} "
+                  f"{r['status']:10s} queued by {r['queued_by'] or '?'}, approved by {r['approved_by'] or '-'}"
+                  + (f", run {r['release_run_id']}" if r["release_run_id"] else ""))
         return 0
     rows = ledger.history(a.app, a.environment, a.limit)
     if a.json:

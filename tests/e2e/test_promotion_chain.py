@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -325,6 +327,14 @@ def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, 
     queue = alice.s.get(f"{url}/queue/prod", timeout=10).json()
     assert queue[0]["id"] == entry["id"] and queue[0]["status"] == "dispatched"
     assert alice.s.get(f"{url}/history/demo/nowhere", timeout=10).status_code == 404
+    # ... and so does the command line.
+    cli = [sys.executable, "-m", "gantry.ledger_cli"]
+    rows = json.loads(subprocess.run([*cli, "status", "demo", "--json"], check=True, capture_output=True,
+                                     text=True).stdout)
+    assert {r["environment"]: r["version"] for r in rows} == status
+    queued = json.loads(subprocess.run([*cli, "queue", "prod", "--json"], check=True, capture_output=True,
+                                       text=True).stdout)
+    assert (queued[0]["id"], queued[0]["status"], queued[0]["approved_by"]) == (entry["id"], "dispatched", "alice")
 
 
 def _approve(airflow, approver, dag_id, run_id):
