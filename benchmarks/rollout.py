@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/rollout.py [--version 1.1.0] [--skip-fleet-cycle]
 
 Measures: fleet down/up time; memory (PSS) of the running fleet and of Airflow; DAG parse
-time; wall time of a 5-host promotion and how it splits into configured waits, task run
+time; the release-window timetable's computation and the ledger REST view's latency; wall
+time of a 5-host and a 20-host promotion and how it splits into configured waits, task run
 time and Airflow scheduling overhead (time on the critical path where no task of the host
 chain was running). Run it with nothing else using the fleet.
 """
@@ -120,6 +121,28 @@ def promotion(api: AirflowAPI, env: str, version: str) -> dict:
     }
 
 
+def window_and_ledger(api: AirflowAPI) -> dict:
+    """Cost of the scheduled-window parts: the timetable's next opening (computed by the scheduler
+    for every parse of gantry_scheduled_prod) and the ledger's REST view (plugin, authenticated)."""
+    from gantry.config import load_config
+    from gantry.windows import ReleaseWindow
+
+    window = ReleaseWindow.from_config(load_config().environment("prod").window)
+    when, openings, t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), 0, time.perf_counter()
+    while (when := window.next_opening(when)) and when.year == 2026:
+        openings += 1
+    year_s = time.perf_counter() - t
+    latencies = []
+    for _ in range(50):
+        t = time.perf_counter()
+        api.s.get(f"{api.base}/gantry/ledger/status", timeout=10).raise_for_status()
+        latencies.append(time.perf_counter() - t)
+    latencies.sort()
+    return {"prod_openings_2026": openings, "next_opening_mean_ms": round(year_s / max(openings, 1) * 1000, 3),
+            "ledger_rest_status_p50_ms": round(latencies[25] * 1000, 1),
+            "ledger_rest_status_p95_ms": round(latencies[47] * 1000, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", default="1.1.0")
@@ -135,6 +158,7 @@ def main() -> None:
     results["airflow_memory_pss_mib"] = round(component_memory(("airflow-", "postgres")), 1)
     results["parse"] = parse_time()
     api = AirflowAPI()
+    results["window_and_ledger"] = window_and_ledger(api)
     results["promotion_test_5_hosts_batch_1"] = promotion(api, "test", a.version)
     results["promotion_perf_20_hosts_4_batches"] = promotion(api, "perf", a.version)
     fleetctl.reset("1.0.0")
