@@ -76,17 +76,30 @@ hosts ran before their current one (from the release log Gantry keeps on each ho
 """
 
 
+def dag_defaults(env: EnvironmentConfig) -> dict:
+    """What every DAG of an environment shares: no backfill, native templates, its alerts."""
+    return dict(start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), catchup=False,
+                render_template_as_native_obj=True, **run_notifiers(env.name, env.notify))
+
+
+def app_param(config: GantryConfig) -> Param:
+    apps = sorted(config.apps)
+    return Param(apps[0], type="string", enum=apps, title="App", description="The app to release.")
+
+
+def version_param() -> Param:
+    return Param("", type="string", pattern=VERSION_PATTERN, title="Version",
+                 description="Version in the artifact repository, e.g. 1.1.0.")
+
+
 def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: bool = False) -> DAG:
     """``gantry_promote_<env>``, or with ``rollback`` ``gantry_rollback_<env>``."""
-    apps = sorted(config.apps)
     params = {
-        "app": Param(apps[0], type="string", enum=apps, title="App", description="The app to release."),
+        "app": app_param(config),
         "version": (
             Param(None, type=["null", "string"], pattern=VERSION_PATTERN, title="Version (optional)",
                   description="Version to return to. Empty: the previous version on the hosts.")
-            if rollback else
-            Param("", type="string", pattern=VERSION_PATTERN, title="Version",
-                  description="Version in the artifact repository, e.g. 1.1.0.")),
+            if rollback else version_param()),
         "hosts": Param([], type="array", items={"type": "string", "pattern": HOST_NAME_PATTERN},
                        title="Hosts (optional)",
                        description="Release only these CMDB hosts, one per line. Empty: all hosts."),
@@ -136,13 +149,10 @@ def build_promotion_dag(config: GantryConfig, env: EnvironmentConfig, rollback: 
         description=(f"Roll an app in {env.name} back" if rollback else f"Promote an app version to {env.name}"),
         doc_md=(ROLLBACK_DOC if rollback else DOC).format(env=env.name),
         schedule=None,
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-        catchup=False,
         max_active_runs=1,
         params=params,
-        render_template_as_native_obj=True,
         tags=["gantry", f"env:{env.name}", kind],
-        **run_notifiers(env.name, env.notify),
+        **dag_defaults(env),
         default_args={
             "retries": env.retries,
             "retry_delay": dt.timedelta(seconds=env.retry_delay_seconds),
@@ -253,16 +263,14 @@ def build_window_dags(config: GantryConfig, env: EnvironmentConfig) -> tuple[DAG
     ``scheduled_release``."""
     from gantry.timetables import ReleaseWindowTimetable
 
-    apps = sorted(config.apps)
-    common = dict(start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), catchup=False,
-                  render_template_as_native_obj=True, **run_notifiers(env.name, env.notify))
+    common = dag_defaults(env)
     with DAG(
         dag_id=f"gantry_queue_{env.name}", description=f"Approve an app version now, release it at the next "
         f"{env.name} window", doc_md=QUEUE_DOC.format(env=env.name), schedule=None,
         tags=["gantry", f"env:{env.name}", "queue"], **common,
         params={
-            "app": Param(apps[0], type="string", enum=apps, title="App"),
-            "version": Param("", type="string", pattern=VERSION_PATTERN, title="Version"),
+            "app": app_param(config),
+            "version": version_param(),
             "auto": Param(False, type="boolean", title="Started by auto-promotion"),
         },
     ) as queue_dag:

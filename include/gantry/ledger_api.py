@@ -47,8 +47,7 @@ def create_app() -> FastAPI:
     @app.get("/ledger/status")
     def status(app_name: str | None = Query(None, alias="app")) -> list[dict]:
         _known(app=app_name)
-        return [{"app": c.app, "environment": c.environment, "version": c.version, "since": c.since.isoformat(),
-                 "by": c.kind, "run_id": c.run_id} for c in _ledger().current(app_name)]
+        return [c.as_dict() for c in _ledger().current(app_name)]
 
     @app.get("/ledger/history/{app_name}/{environment}")
     def history(app_name: str, environment: str, limit: int = Query(50, ge=1, le=1000)) -> list[dict]:

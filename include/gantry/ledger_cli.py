@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Callable
 
 from gantry.hooks.ledger import LedgerHook
 
@@ -30,33 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     ledger = LedgerHook()
     if a.command == "status":
-        rows = [{"app": c.app, "environment": c.environment, "version": c.version,
-                 "since": c.since.isoformat(timespec="seconds"), "by": c.kind} for c in ledger.current(a.app)]
-        if a.json:
-            print(json.dumps(rows))
-        for r in [] if a.json else rows:
-            print(f"{r['app']:12s} {r['environment']:10s} {r['version']:20s} since {r['since']} ({r['by']})")
-        return 0
+        return _show([c.as_dict() for c in ledger.current(a.app)], a.json, lambda r: (
+            f"{r['app']:12s} {r['environment']:10s} {r['version']:20s} since {r['since']} ({r['by']})"))
     if a.command == "queue":
-        rows = ledger.queue(a.environment, a.limit)
-        if a.json:
-            print(json.dumps(rows, default=str))
-            return 0
-        for r in rows:
-            print(f"{r['queued_at']:%Y-%m-%d %H:%M:%S} #{r['id']:<5d} {r['app']:12s} {r['version']:18s} "
-                  f"{r['status']:10s} queued by {r['queued_by'] or '?'}, approved by {r['approved_by'] or '-'}"
-                  + (f", run {r['release_run_id']}" if r["release_run_id"] else ""))
-        return 0
-    rows = ledger.history(a.app, a.environment, a.limit)
-    if a.json:
-        print(json.dumps(rows, default=str))
-        return 0
-    for r in rows:
-        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S} {r['kind']:8s} {r['version'] or '?':18s} "
-              f"from {r['previous_version'] or '-':14s} {r['status']:9s} by {r['triggered_by'] or '?'}"
-              + (f", approved by {r['approved_by']}" if r["approved_by"] else "")
-              + (f", OVERRIDE: {r['override_reason']}" if r["override_reason"] else "")
-              + (f" - {r['message']}" if r["message"] else ""))
+        return _show(ledger.queue(a.environment, a.limit), a.json, lambda r: (
+            f"{r['queued_at']:%Y-%m-%d %H:%M:%S} #{r['id']:<5d} {r['app']:12s} {r['version']:18s} "
+            f"{r['status']:10s} queued by {r['queued_by'] or '?'}, approved by {r['approved_by'] or '-'}"
+            + (f", run {r['release_run_id']}" if r["release_run_id"] else "")))
+    return _show(ledger.history(a.app, a.environment, a.limit), a.json, lambda r: (
+        f"{r['started_at']:%Y-%m-%d %H:%M:%S} {r['kind']:8s} {r['version'] or '?':18s} "
+        f"from {r['previous_version'] or '-':14s} {r['status']:9s} by {r['triggered_by'] or '?'}"
+        + (f", approved by {r['approved_by']}" if r["approved_by"] else "")
+        + (f", OVERRIDE: {r['override_reason']}" if r["override_reason"] else "")
+        + (f" - {r['message']}" if r["message"] else "")))
+
+
+def _show(rows: list[dict], as_json: bool, line: Callable[[dict], str]) -> int:
+    """Rows as JSON, or one formatted line each."""
+    if as_json or rows:
+        print(json.dumps(rows, default=str) if as_json else "\n".join(line(r) for r in rows))
     return 0
 
 

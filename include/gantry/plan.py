@@ -217,6 +217,11 @@ def needs_confirmation(host: Mapping, states: Mapping[int, Mapping[str, str | No
     return None
 
 
+def approver(approval: object) -> str | None:
+    """Who answered an approval, from the approval task's result (None: nobody, or no approval)."""
+    return (approval.get("responded_by_user") or {}).get("name") if isinstance(approval, dict) else None
+
+
 # ---------------------------------------------------------------- host outcomes
 RELEASED = "released"
 SKIPPED_UNHEALTHY = "skipped_unhealthy"

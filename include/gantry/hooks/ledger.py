@@ -55,6 +55,10 @@ class Current:
     kind: str
     run_id: str
 
+    def as_dict(self) -> dict[str, str]:
+        return {"app": self.app, "environment": self.environment, "version": self.version,
+                "since": self.since.isoformat(timespec="seconds"), "by": self.kind, "run_id": self.run_id}
+
 
 class LedgerHook(BaseHook):
     conn_name_attr = "ledger_conn_id"

@@ -12,6 +12,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from gantry import plan
 from gantry.config import load_config
 
 if TYPE_CHECKING:
@@ -201,11 +202,6 @@ class PromoteNextOperator(TriggerDagRunOperator):
         return super().execute(context)
 
 
-def _approver(context: Context) -> str | None:
-    approval = context["ti"].xcom_pull(task_ids="approve_release") or {}
-    return (approval.get("responded_by_user") or {}).get("name") if isinstance(approval, dict) else None
-
-
 class ReleaseApprovalOperator(ApprovalOperator):
     """Airflow's human approval, except for a release started at a window opening from the queue:
     that version was approved when it was queued, and the approval is checked in the ledger
@@ -251,7 +247,7 @@ class EnqueueReleaseOperator(BaseOperator):
     def execute(self, context: Context) -> int:
         from gantry.windows import ReleaseWindow
 
-        approved_by = _approver(context)
+        approved_by = plan.approver(context["ti"].xcom_pull(task_ids="approve_release"))
         entry = _ledger().enqueue(app=self.app, environment=self.environment, version=self.version,
                                   queued_by=run_context(context)["triggered_by"], approved_by=approved_by,
                                   dag_id=context["dag"].dag_id, run_id=context["run_id"])

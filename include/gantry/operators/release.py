@@ -527,8 +527,7 @@ class ReleaseReportOperator(BaseOperator):
         pulled = ti.xcom_pull(task_ids=f"{HOST_GROUP}.bring_online", key=XCOM_OUTCOME) or []
         # One mapped instance comes back as a single value, several as a list.
         outcomes = [o for o in ([pulled] if isinstance(pulled, dict) else pulled) if o]
-        approval = ti.xcom_pull(task_ids="approve_release") or {}
-        approved_by = (approval.get("responded_by_user") or {}).get("name") if isinstance(approval, dict) else None
+        approved_by = plan.approver(ti.xcom_pull(task_ids="approve_release"))
         if self.dry_run and not outcomes:
             self._ledger(context, "dry_run", "dry run: nothing was touched", [], approved_by)
             self.log.info("dry run of %s %s in %s: nothing was touched", self.app, self.version, self.environment)
