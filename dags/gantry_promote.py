@@ -1,12 +1,73 @@
-"""Airflow DAGs: Gantry's promotion and rollback DAG for each environment in config/gantry.yaml, and
-for environments released at window openings their queue and scheduled DAGs."""
-from gantry.config import load_config
-from gantry.dag_factory import build_promotion_dag, build_window_dags
+"""Promote an app version to an environment: ``gantry_promote_<env>`` for each environment in
+config/gantry.yaml. Read top to bottom, it is the release runbook."""
+import datetime as dt
 
-_config = load_config()
-for _env in _config.environments.values():
-    globals()[f"gantry_promote_{_env.name}"] = build_promotion_dag(_config, _env)
-    globals()[f"gantry_rollback_{_env.name}"] = build_promotion_dag(_config, _env, rollback=True)
-    if _env.scheduled_release:
-        globals()[f"gantry_queue_{_env.name}"], globals()[f"gantry_scheduled_{_env.name}"] = build_window_dags(
-            _config, _env)
+from airflow.sdk import DAG, TriggerRule, chain, get_parsing_context
+
+from gantry.config import load_config
+from gantry.operators.artifact import VerifyArtifactOperator
+from gantry.operators.chain import CheckGatesOperator, ClaimReleaseOperator, PromoteNextOperator
+from gantry.operators.hosts import CollectHostsOperator
+from gantry.operators.migrations import MigrateDatabaseOperator
+from gantry.operators.report import ReleaseReportOperator
+from gantry.params import promotion_params
+from gantry.rollout import (
+    GATE_TASKS, OFFLINE_RESTART_ONLINE, PRECHECK_AND_STAGE, RESUME_RETRIES, approval_task, release_dag_args,
+    release_each_host)
+from gantry.sensors.release_window import ReleaseWindowSensor
+
+DOC = """
+### Promote an app version to **{env}**
+
+Claim the environment → gates (verified upstream, soak) → approval → release window →
+verify the artifact → migrate the database → collect the hosts from the CMDB → per host, one map
+index each, labelled with its name: **precheck_and_stage** (all hosts at once: health pre-check,
+download + sha256 + unpack) → **offline_restart_online** (batch by batch: silence monitoring,
+registry / load balancer offline, drain, quiet period, restart, health check, online) → report.
+
+Each host's log has one headed, timed section per step; `report` prints every host's step table.
+Use **dry_run** to print the exact plan without touching anything.
+"""
+
+config = load_config()
+wanted = get_parsing_context().dag_id  # a task's process builds only its own DAG
+
+for env in config.environments.values():
+    dag_id = f"gantry_promote_{env.name}"
+    if wanted and wanted != dag_id:
+        continue
+    release = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
+    with DAG(dag_id=dag_id, description=f"Promote an app version to {env.name}", doc_md=DOC.format(env=env.name),
+             params=promotion_params(config, env), tags=["gantry", f"env:{env.name}", "promote"],
+             **release_dag_args(env)) as dag:
+        claim = ClaimReleaseOperator(task_id="claim_release", kind="promote", hosts="{{ params.hosts }}",
+                                     override_reason="{{ params.emergency_reason }}", retries=0, **release)
+        gates = CheckGatesOperator(task_id="check_gates", retries=0, **release)
+        window = ReleaseWindowSensor(task_id="release_window", environment=env.name, **RESUME_RETRIES,
+                                     override_reason="{{ params.emergency_reason }}",
+                                     execution_timeout=dt.timedelta(days=14))
+        artifact = VerifyArtifactOperator(task_id="verify_artifact", app="{{ params.app }}",
+                                          version="{{ params.version }}")
+        migrate = MigrateDatabaseOperator(task_id="migrate_database", artifact=artifact.output, direction="up",
+                                          dry_run="{{ params.dry_run }}", **release)
+        hosts = CollectHostsOperator(
+            task_id="collect_hosts", artifact=artifact.output, hosts="{{ params.hosts }}",
+            batches="{{ params.batches }}", failure_threshold="{{ params.failure_threshold }}",
+            bake_seconds="{{ params.bake_seconds }}", confirm_batches="{{ params.confirm_batches }}",
+            on_threshold="{{ params.on_threshold }}", dry_run="{{ params.dry_run }}", **release)
+        each_host = release_each_host(env, hosts.output, artifact.output, plan_task_id="collect_hosts", **release)
+        report = ReleaseReportOperator(
+            task_id="report", trigger_rule=TriggerRule.ALL_DONE, dry_run="{{ params.dry_run }}", plan_task_id="collect_hosts",
+            host_task_ids=[PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE], gate_task_ids=GATE_TASKS,
+            approval_task_id="approve_release" if env.approval else None, **release)
+
+        approve = [approval_task(env)] if env.approval else []
+        # The schema goes first (expand), then the hosts.
+        chain(claim, gates, *approve, window, artifact, migrate, hosts, each_host, report)
+        if (nxt := config.next_environment(env.name)) is not None:
+            report >> PromoteNextOperator(
+                task_id=f"promote_{nxt.name}", next_environment=nxt.name, default=env.auto_promote,
+                queue=nxt.scheduled_release, auto_promote="{{ params.auto_promote }}",
+                hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
+                app="{{ params.app }}", version="{{ params.version }}")
+    globals()[dag_id] = dag

@@ -167,8 +167,8 @@ def earlier_failures(states: Mapping[int, Mapping[str, str | None]], batch_start
 
 def gate_decision(states: Mapping[int, Mapping[str, str | None]], final_task: str,
                   previous: Sequence[int], batch_start: int, threshold: int = 1,
-                  on_threshold: str = "halt", confirm_task: str | None = None) -> tuple[str, str]:
-    """Decide whether a batch may start (evaluated for the batch's first host, its leader).
+                  on_threshold: str = "halt") -> tuple[str, str]:
+    """Decide whether a batch may start.
 
     ``states`` maps map indexes of this run's hosts to their task states ({task_id: state}).
     Once ``threshold`` hosts of earlier batches have failed, the rollout stops at once (a
@@ -177,9 +177,6 @@ def gate_decision(states: Mapping[int, Mapping[str, str | None]], final_task: st
     ``previous`` batch has finished its final task; failures below the threshold are reported
     and the rollout goes on.
     """
-    stopped = sorted(i for i, tasks in states.items() if i < batch_start and tasks.get(confirm_task) in FAILED_STATES)
-    if confirm_task and stopped:
-        return GATE_FAIL, f"a human stopped the rollout before the batch of map index {stopped[0]}"
     failed = earlier_failures(states, batch_start)
     if len(failed) >= threshold and on_threshold != "pause":
         return GATE_FAIL, (f"{len(failed)} host(s) failed in earlier batches (map index(es) {failed}), "
@@ -194,19 +191,46 @@ def gate_decision(states: Mapping[int, Mapping[str, str | None]], final_task: st
     return GATE_GO, "previous batch is done" + note
 
 
-def follower_decision(states: Mapping[int, Mapping[str, str | None]], leader: int, confirm_task: str) -> tuple[str, str]:
-    """The other hosts of a batch start once the batch leader's confirmation step succeeded."""
-    state = states.get(leader, {}).get(confirm_task)
+def is_batch_leader(host: Mapping) -> bool:
+    """The first host of a batch: it asks the human when the batch needs a go-ahead."""
+    return host.get("index", host["batch_start"]) == host["batch_start"]
+
+
+def human_stops(states: Mapping[int, Mapping[str, str | None]], batch_start: int, prepare_task: str,
+                release_task: str) -> list[int]:
+    """Earlier hosts a human stopped: staged, then their release skipped (a rejected go-ahead)."""
+    return sorted(i for i, tasks in states.items() if i < batch_start and tasks.get(release_task) == "skipped"
+                  and tasks.get(prepare_task) == "success")
+
+
+def batch_gate(host: Mapping, states: Mapping[int, Mapping[str, str | None]], prepare_task: str,
+               release_task: str) -> tuple[str, str]:
+    """May this host leave rotation now? The first batch goes at once. A later batch goes when
+    the previous one is back (``gate_decision``). When the batch needs a human's go-ahead, its
+    leader asks and the other hosts of the batch follow once the leader is released."""
+    if host["batch"] == 0:
+        return GATE_GO, "first batch"
+    stopped = human_stops(states, host["batch_start"], prepare_task, release_task)
+    if stopped:
+        return GATE_FAIL, f"a human stopped the rollout at the batch of map index {stopped[0]}"
+    decision = gate_decision(states, release_task, host["after"], host["batch_start"],
+                             host.get("threshold", 1), host.get("on_threshold", "halt"))
+    if decision[0] != GATE_GO or is_batch_leader(host):
+        return decision
+    leader = host["batch_start"]
+    if needs_confirmation({**host, "index": leader}, states) is None:
+        return decision
+    state = states.get(leader, {}).get(release_task)
     if state == "success":
-        return GATE_GO, f"batch leader (map index {leader}) may go"
+        return GATE_GO, f"the batch leader (map index {leader}) was approved and released"
     if state in FAILED_STATES or state == "skipped":
-        return GATE_FAIL, f"batch leader (map index {leader}) was stopped ({state}): rollout stopped"
-    return GATE_WAIT, f"waiting for the batch leader (map index {leader})"
+        return GATE_FAIL, f"the batch leader (map index {leader}) was stopped ({state}): rollout stopped"
+    return GATE_WAIT, f"waiting for the batch leader (map index {leader}) and its go-ahead"
 
 
 def needs_confirmation(host: Mapping, states: Mapping[int, Mapping[str, str | None]]) -> str | None:
     """Why the leader of a batch must ask a human before its batch starts, or None."""
-    if host["batch"] == 0 or host["batch_start"] != host.get("index", host["batch_start"]):
+    if host["batch"] == 0 or not is_batch_leader(host):
         return None
     failed = earlier_failures(states, host["batch_start"])
     if host.get("on_threshold") == "pause" and len(failed) >= host.get("threshold", 1):

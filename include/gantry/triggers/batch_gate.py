@@ -1,12 +1,24 @@
-"""Trigger that waits, in the triggerer, until a host's batch may start."""
+"""Waits, in the triggerer, until a host's batch may start.
+
+Every host's release task starts in the triggerer (``start_from_trigger``): a host waiting for
+its batch holds no worker slot and costs no task process. All waiting hosts of one run share a
+single poll (Airflow's shared-stream triggers, keyed by the run): one read of the run's host
+task states per tick, fanned out to every waiting host, which decides for itself with the pure
+``gantry.plan`` rules. The tick backs off from 0.25 s to 1 s while nothing changes and drops
+back as soon as something does, so a finished batch releases the next one within a quarter of
+a second while a long wait costs one small API call a second per run, whatever the host count.
+"""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+import time
+from typing import Any, AsyncIterator, Hashable
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from gantry import plan
+
+FAST_TICK, SLOW_TICK = 0.25, 1.0
 
 
 def group_states(raw: dict[str, Any]) -> dict[int, dict[str, str | None]]:
@@ -27,53 +39,83 @@ def read_group_states(dag_id: str, run_id: str, group_id: str) -> dict[int, dict
     return group_states(states.get(run_id, {}))
 
 
-def decide(states: dict, gate: dict, final_task_id: str, confirm_task_id: str) -> tuple[str, str]:
-    """A batch leader waits for the previous batch; the other hosts of the batch wait for the
-    leader's confirmation step (which may ask a human)."""
-    if gate.get("follower_of") is not None:
-        return plan.follower_decision(states, gate["follower_of"], confirm_task_id)
-    return plan.gate_decision(states, final_task_id, gate["after"], gate["batch_start"],
-                              gate.get("threshold", 1), gate.get("on_threshold", "halt"), confirm_task_id)
+def read_plan(dag_id: str, run_id: str, plan_task_id: str) -> list[dict]:
+    """The host records the rollout was planned with (the return value of the plan task)."""
+    from airflow.sdk.execution_time.xcom import XCom
+
+    return XCom.get_one(key="return_value", dag_id=dag_id, task_id=plan_task_id, run_id=run_id) or []
 
 
-def gate_spec(host: dict) -> dict:
-    """What the gate of one host needs to know, from its host record."""
-    leader = host["batch_start"]
-    return {
-        "after": host["after"], "batch_start": leader, "threshold": host.get("threshold", 1),
-        "on_threshold": host.get("on_threshold", "halt"), "bake_seconds": host.get("bake_seconds", 0),
-        "follower_of": leader if host["batch"] > 0 and host.get("index", leader) != leader else None,
-    }
+class BatchGateTrigger(BaseEventTrigger):
+    """Fires ``{"decision": "go" | "fail", "message": ...}`` for one host of a rollout.
 
+    ``dag_id``, ``run_id`` and ``map_index`` come from the task instance when the task starts in
+    the triggerer; a task that defers from a worker passes them explicitly.
+    """
 
-class BatchGateTrigger(BaseTrigger):
-    def __init__(self, dag_id: str, run_id: str, group_id: str, final_task_id: str, confirm_task_id: str,
-                 gate: dict, poll_interval: float = 1.0) -> None:
+    def __init__(self, *, group_id: str, plan_task_id: str, prepare_task_id: str, release_task_id: str,
+                 dag_id: str | None = None, run_id: str | None = None, map_index: int | None = None) -> None:
         super().__init__()
-        self.dag_id, self.run_id, self.group_id = dag_id, run_id, group_id
-        self.final_task_id, self.confirm_task_id = final_task_id, confirm_task_id
-        self.gate, self.poll_interval = gate, poll_interval
+        self.group_id, self.plan_task_id = group_id, plan_task_id
+        self.prepare_task_id, self.release_task_id = prepare_task_id, release_task_id
+        self._dag_id, self._run_id, self._map_index = dag_id, run_id, map_index
+
+    def _ti(self, attr: str, explicit: Any) -> Any:
+        return explicit if explicit is not None else getattr(self.task_instance, attr, None)
+
+    @property
+    def dag_id(self) -> str:
+        return self._ti("dag_id", self._dag_id)
+
+    @property
+    def run_id(self) -> str:
+        return self._ti("run_id", self._run_id)
+
+    @property
+    def map_index(self) -> int:
+        return self._ti("map_index", self._map_index)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("gantry.triggers.batch_gate.BatchGateTrigger", {
-            "dag_id": self.dag_id, "run_id": self.run_id, "group_id": self.group_id,
-            "final_task_id": self.final_task_id, "confirm_task_id": self.confirm_task_id,
-            "gate": self.gate, "poll_interval": self.poll_interval})
+            "group_id": self.group_id, "plan_task_id": self.plan_task_id,
+            "prepare_task_id": self.prepare_task_id, "release_task_id": self.release_task_id,
+            "dag_id": self.dag_id, "run_id": self.run_id, "map_index": self.map_index})
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    def shared_stream_key(self) -> Hashable:
+        return ("gantry-batch-gate", self.dag_id, self.run_id, self.group_id)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[dict]:
+        """One poll per run: the plan once, then the group's task states on every tick."""
         from asgiref.sync import sync_to_async
 
-        baked = self.gate.get("bake_seconds", 0) <= 0 or self.gate.get("follower_of") is not None
+        dag_id, run_id = kwargs["dag_id"], kwargs["run_id"]
+        records = await sync_to_async(read_plan)(dag_id, run_id, kwargs["plan_task_id"])
+        tick, last = FAST_TICK, None
         while True:
-            states = await sync_to_async(read_group_states)(self.dag_id, self.run_id, self.group_id)
-            decision, message = decide(states, self.gate, self.final_task_id, self.confirm_task_id)
-            if decision == plan.GATE_GO and not baked:
-                # Bake time: let the previous batch serve for a while, then decide again.
-                self.log.info("previous batch done; baking %.0fs before the next batch", self.gate["bake_seconds"])
-                await asyncio.sleep(self.gate["bake_seconds"])
-                baked = True
-                continue
+            states = await sync_to_async(read_group_states)(dag_id, run_id, kwargs["group_id"])
+            yield {"records": records, "states": states}
+            tick = FAST_TICK if states != last else min(SLOW_TICK, tick * 1.5)
+            last = states
+            await asyncio.sleep(tick)
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
+        go_since: float | None = None
+        async for snapshot in shared_stream:
+            host = snapshot["records"][self.map_index]
+            decision, message = plan.batch_gate(host, snapshot["states"], self.prepare_task_id,
+                                                self.release_task_id)
+            if decision == plan.GATE_GO and host.get("bake_seconds") and plan.is_batch_leader(host):
+                # Bake time: the previous batch serves for a while before this one starts.
+                go_since = go_since or time.monotonic()
+                if time.monotonic() - go_since < host["bake_seconds"]:
+                    continue
+                message += f"; baked {host['bake_seconds']:g}s"
             if decision != plan.GATE_WAIT:
                 yield TriggerEvent({"decision": decision, "message": message})
                 return
-            await asyncio.sleep(self.poll_interval)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Only used where shared streams are not available: the same decision on a private poll.
+        async for event in self.filter_shared_stream(self.open_shared_stream(self.serialize()[1])):
+            yield event

@@ -1,0 +1,383 @@
+"""The per-host release, in two task instances per host.
+
+``PrecheckAndStageOperator`` does, for every host at once and before any host leaves rotation,
+what needs no downtime: the health pre-check and the staging of the verified package (as
+CodeDeploy does before it takes an instance out of service). ``OfflineRestartOnlineOperator``
+then takes one host through the downtime, batch by batch: silence monitoring, offline
+(registry, load balancer, drain), quiet period and restart, online (health, registry, load
+balancer, monitoring back) - or a rollback to the previous release when the new one is not
+healthy. Every step is a headed, timed section of the host's log and a row of the host's step
+table in the run report.
+
+Why two tasks and not one per step: every task instance here costs a process, a DAG parse and
+several API round trips (about 1 s wall and 0.3-2 CPU-s on this machine), and a step boundary
+inside the downtime would add that to every batch's time out of rotation. The two boundaries
+kept are the ones a user acts on: staging may be retried on its own and never touches
+rotation; the release is what a batch waits for.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
+
+from gantry import plan
+from gantry.config import AppConfig, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from gantry.hooks.ssh import GantrySSHHook, RemoteResult
+
+XCOM_OUTCOME = "outcome"
+
+
+def app_config(app: str) -> AppConfig:
+    try:
+        return load_config().app(app)
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+class StepLog:
+    """Headed, timed sections of a host's log (folded per step in the Airflow UI), and the
+    step table the run report prints."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+        self.table: list[dict] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.log.info("::group::%s", name)
+        started = time.monotonic()
+        status = "failed"
+        try:
+            yield
+            status = "ok"
+        finally:
+            seconds = round(time.monotonic() - started, 3)
+            self.table.append({"step": name, "seconds": seconds, "status": status})
+            self.log.info("::endgroup::")
+            self.log.info("%s: %s in %.2fs", name, status, seconds)
+
+
+class HostOperator(BaseOperator):
+    """Base of the per-host tasks. ``host`` is one record of the rollout plan."""
+
+    template_fields: Sequence[str] = ("host", "app", "version")
+    ui_color = "#fdf6e3"
+
+    def __init__(self, *, host: Any, app: str, version: str, environment: str, **kwargs) -> None:
+        kwargs.setdefault("map_index_template", "{{ task.host['name'] }}")
+        super().__init__(**kwargs)
+        self.host, self.app, self.version, self.environment = host, app, version, environment
+
+    @property
+    def app_config(self) -> AppConfig:
+        return app_config(self.app)
+
+    @property
+    def member(self) -> str:
+        return f"{self.host['address']}:{self.app_config.port}"
+
+    @property
+    def lb_pool(self) -> str:
+        return load_config().environment(self.environment).pool(self.app)
+
+    def ssh(self) -> GantrySSHHook:
+        from gantry.hooks.ssh import GantrySSHHook
+
+        if getattr(self, "_ssh", None) is None:
+            self._ssh = GantrySSHHook(remote_host=self.host["address"], port=int(self.host["ssh_port"]))
+        return self._ssh
+
+    def remote(self, script: str, timeout: float | None = None) -> RemoteResult:
+        return self.ssh().run(script, timeout=timeout or self.app_config.timeouts.command)
+
+    def probe(self, expect_version: str | None = None) -> dict[str, str]:
+        from gantry import remote
+
+        result = self.remote(remote.probe_script(self.app_config, self.host["address"], expect_version))
+        if not result.ok:
+            raise RuntimeError(f"probe failed on {self.host['name']}: {result.stderr.strip()}")
+        return remote.parse_probe(result.stdout)
+
+    @staticmethod
+    def is_healthy(probe: dict[str, str], version: str | None = None) -> bool:
+        ok = probe.get("process") == "up" and probe.get("health") == "200"
+        if version is not None:
+            ok = ok and probe.get("current") == version and probe.get("served", version) == version
+        return ok
+
+    def outcome(self, context: Context, outcome: str, reason: str, steps: StepLog) -> dict:
+        """The host's line in the run report (pushed before the task ends, whatever its state)."""
+        record = {"host": self.host["name"], "batch": self.host["batch"], "outcome": outcome, "reason": reason,
+                  "steps": steps.table}
+        context["ti"].xcom_push(key=XCOM_OUTCOME, value=record)
+        self.log.info("%s: %s - %s", record["host"], outcome, reason)
+        return record
+
+
+class PrecheckAndStageOperator(HostOperator):
+    """Steps 2-3, before any host leaves rotation: is the service healthy here (an unhealthy
+    host is recorded and skipped, not made worse), then download the package into a new
+    release directory and verify its sha256. A host whose staging fails is never taken offline."""
+
+    def execute(self, context: Context) -> dict:
+        from gantry import remote
+
+        step = StepLog(self.log)
+        name = self.host["name"]
+        with step("pre-check"):
+            probe = self.probe()
+            self.log.info("probe: %s", probe)
+        current = probe.get("current") or None
+        if not self.is_healthy(probe):
+            self.outcome(context, plan.SKIPPED_UNHEALTHY, f"unhealthy before the release (process="
+                         f"{probe.get('process')}, health={probe.get('health')}); left as it was", step)
+            raise AirflowSkipException(f"{name}: unhealthy before the release; left as it was")
+        artifact = self.artifact
+        try:
+            with step("stage package"):
+                script = remote.stage_script(self.app_config, self.version, artifact["url"], artifact["sha256"])
+                result = self.remote(script)
+                self.log.info("%s", (result.stdout or result.stderr).strip())
+                if result.exit_code == remote.EXIT_CHECKSUM:
+                    raise AirflowFailException(
+                        f"{name}: checksum mismatch for {artifact['filename']} - tampered or corrupt artifact; "
+                        "the host was not taken out of rotation and still runs its previous release")
+                if result.exit_code == remote.EXIT_NOT_FOUND:
+                    raise AirflowFailException(f"{name}: {result.stderr.strip()}")
+                if not result.ok:
+                    raise RuntimeError(f"staging failed ({result.exit_code}): {result.stderr.strip()}")
+        except Exception as exc:
+            self.outcome(context, plan.NOT_STAGED, f"staging failed, never taken out of rotation: {exc}", step)
+            raise
+        return {"current": current, "steps": step.table}
+
+    template_fields: Sequence[str] = (*HostOperator.template_fields, "artifact")
+
+    def __init__(self, *, artifact: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.artifact = artifact
+
+
+class OfflineRestartOnlineOperator(HostOperator):
+    """Steps 4-7 for one host, once its batch may go, and the guarantee that no host is left
+    out of rotation.
+
+    The task starts in the triggerer: ``BatchGateTrigger`` holds it (no worker, no process)
+    until the previous batch is back in rotation, and fails it when the rollout stopped. When
+    the batch needs a human's go-ahead (confirmation between batches, or the failure threshold
+    under the ``pause`` policy), the batch's first host asks through Airflow's human-in-the-loop
+    approval; a rejection skips it and stops the rollout. Then: silence, offline, drain, quiet
+    period, restart, health, online. A release that does not become healthy is rolled back to
+    the previous release and put back, and the task fails with the reason.
+    """
+
+    ui_color = "#fdebd0"
+
+    def __init__(self, *, plan_task_id: str, prepare_task_id: str, approvers: Sequence[str] = (),
+                 approval_timeout: Any = None, notifiers: Sequence = (), start_trigger_args: Any = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.plan_task_id, self.prepare_task_id = plan_task_id, prepare_task_id
+        self.approvers, self.approval_timeout, self.notifiers = list(approvers), approval_timeout, list(notifiers)
+        self.start_trigger_args = start_trigger_args
+        self.start_from_trigger = start_trigger_args is not None
+
+    @staticmethod
+    def gate(group_id: str, plan_task_id: str, prepare_task_id: str, release_task_id: str) -> StartTriggerArgs:
+        """Where the task starts: the batch gate, resuming in ``after_gate`` on a worker."""
+        return StartTriggerArgs(
+            trigger_cls="gantry.triggers.batch_gate.BatchGateTrigger",
+            trigger_kwargs={"group_id": group_id, "plan_task_id": plan_task_id, "prepare_task_id": prepare_task_id,
+                            "release_task_id": release_task_id},
+            next_method="after_gate", next_kwargs=None, timeout=None)
+
+    # ------------------------------------------------------------------ the gate
+    def execute(self, context: Context) -> dict:
+        """Started on a worker (a retry, or no triggerer start): decide now, or wait deferred."""
+        from gantry.triggers.batch_gate import BatchGateTrigger, read_group_states
+
+        ti = context["ti"]
+        decision, message = plan.batch_gate(self.host, read_group_states(ti.dag_id, ti.run_id, self.task_group_id),
+                                            self.prepare_task_id, self.task_id)
+        if decision == plan.GATE_WAIT:
+            self.log.info("%s (batch %d/%d) waits: %s", self.host["name"], self.host["batch"] + 1,
+                          self.host["batches"], message)
+            self.defer(trigger=BatchGateTrigger(
+                group_id=self.task_group_id, plan_task_id=self.plan_task_id, prepare_task_id=self.prepare_task_id,
+                release_task_id=self.task_id, dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index),
+                method_name="after_gate")
+        return self.after_gate(context, {"decision": decision, "message": message})
+
+    @property
+    def task_group_id(self) -> str:
+        return self.task_id.rpartition(".")[0]
+
+    def after_gate(self, context: Context, event: dict[str, Any]) -> dict:
+        step = StepLog(self.log)
+        name, batch = self.host["name"], f"batch {self.host['batch'] + 1}/{self.host['batches']}"
+        if event["decision"] == plan.GATE_FAIL:
+            self.outcome(context, plan.NOT_STARTED, f"not started: {event['message']}", step)
+            raise AirflowFailException(f"{name}: not started, {event['message']}")
+        self.log.info("%s (%s) may go: %s", name, batch, event["message"])
+        if plan.is_batch_leader(self.host) and self.host["batch"] > 0:
+            from gantry.triggers.batch_gate import read_group_states
+
+            ti = context["ti"]
+            reason = plan.needs_confirmation(self.host, read_group_states(ti.dag_id, ti.run_id, self.task_group_id))
+            if reason:
+                return self.ask_human(context, reason)
+        return self.release(context, step)
+
+    # ------------------------------------------------------------ human go-ahead
+    def ask_human(self, context: Context, reason: str) -> dict:
+        from airflow.sdk.exceptions import TaskAwaitingInput
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        batch = self.host["batch"] + 1
+        subject = f"{self.app} {self.version} in {self.environment}: start batch {batch} of {self.host['batches']}?"
+        body = (f"Rollout of **{self.app} {self.version}** to **{self.environment}**: {reason}.\n\n"
+                f"Approve to start batch {batch} (first host: {self.host['name']}); "
+                "reject to stop here - the remaining hosts stay on their current version, in rotation.")
+        upsert_hitl_detail(ti_id=context["task_instance"].id, options=["Approve", "Reject"], subject=subject,
+                           body=body, defaults=None, multiple=False, params={},
+                           assigned_users=[{"id": u, "name": u} for u in self.approvers] or None)
+        self.log.info("asking a human: %s", subject)
+        for notifier in self.notifiers:
+            notifier(context)
+        raise TaskAwaitingInput(method_name="after_human", timeout=self.approval_timeout)
+
+    def after_human(self, context: Context, event: dict[str, Any]) -> dict:
+        step = StepLog(self.log)
+        chosen = event.get("chosen_options") or []
+        who = (event.get("responded_by_user") or {}).get("name")
+        if "error" in event or chosen != ["Approve"]:
+            why = "no answer in time" if "error" in event else f"rejected by {who}"
+            self.outcome(context, plan.NOT_STARTED, f"not started: {why}; the rollout stops here", step)
+            raise AirflowSkipException(f"{self.host['name']}: {why}; the rollout stops here")
+        self.log.info("%s approved the next batch", who)
+        return self.release(context, step)
+
+    # ---------------------------------------------------------------- the release
+    def release(self, context: Context, step: StepLog) -> dict:
+        from gantry import adapters, remote
+
+        app, name = self.app_config, self.host["name"]
+        staged = context["ti"].xcom_pull(task_ids=self.prepare_task_id, map_indexes=context["ti"].map_index) or {}
+        previous = staged.get("current")
+        with step("pre-check again"):
+            probe = self.probe(expect_version=self.version)
+        if self.is_healthy(probe, self.version):
+            # Already on the version (a retry, or released before): only make sure it is back.
+            with step("online"):
+                self._online()
+            return self.outcome(context, plan.RELEASED, f"already running {self.version}, in rotation", step)
+        if not self.is_healthy(probe):
+            return self.outcome(context, plan.SKIPPED_UNHEALTHY, f"became unhealthy before its batch ({probe}); "
+                                "left as it was", step)
+        try:
+            with step("silence monitoring"):
+                silence = adapters.silencer().silence(
+                    app.name, self.environment, name, minutes=app.silence_minutes,
+                    comment=f"gantry: releasing {app.name} {self.version} ({context['run_id']})")
+                self.log.info("silenced alerts for %s (silence %s)", name, silence)
+            with step("offline: registry"):
+                adapters.registry().disable(app.name, self.environment, name, reason=f"release {self.version}")
+            with step("offline: load balancer"):
+                changed = adapters.load_balancer().disable(self.lb_pool, self.host["address"], app.port)
+                self.log.info("%s %s in %s", self.member, "marked down" if changed else "was already down", self.lb_pool)
+            with step("offline: drain"):
+                out = self.remote(remote.drain_script(app, self.host["address"], app.timeouts.drain),
+                                  timeout=app.timeouts.drain + 30)
+                self.log.info("%s", (out.stdout + out.stderr).strip())
+            with step("quiet period"):
+                time.sleep(app.timeouts.quiet_period)
+            with step("restart"):
+                result = self.remote(remote.restart_script(app, self.version))
+                self.log.info("%s", (result.stdout + result.stderr).strip())
+                if not result.ok:
+                    raise RuntimeError(f"restart failed ({result.exit_code}): {result.stderr.strip()}")
+            with step("health check"):
+                healthy = self._wait_healthy(self.version, app.timeouts.startup)
+        except Exception as exc:
+            self.log.error("%s: %s; restoring the host before failing", name, exc)
+            return self._restore(context, step, previous, f"{type(exc).__name__}: {exc}")
+        if not healthy:
+            return self._restore(context, step, previous, f"{self.version} did not become healthy within "
+                                 f"{app.timeouts.startup:g}s")
+        with step("online"):
+            self._online()
+        with step("clean up old releases"):
+            self._cleanup(previous)
+        return self.outcome(context, plan.RELEASED, f"{previous} -> {self.version}", step)
+
+    def _restore(self, context: Context, step: StepLog, previous: str | None, why: str) -> dict:
+        """Back to the previous release and into rotation; the task then fails with the reason."""
+        from gantry import remote
+
+        name, app = self.host["name"], self.app_config
+        with step("roll back"):
+            probe = self.probe()
+            running = probe.get("current") or previous
+            target = previous if running == self.version else running
+            if running == self.version or not self.is_healthy(probe):
+                self.log.warning("%s: %s; rolling back to %s", name, why, target)
+                self.remote(remote.restart_script(app, target))
+            healthy = self._wait_healthy(target, app.timeouts.startup)
+        outcome = plan.ROLLED_BACK if running == self.version else plan.RESTORED
+        if not healthy:
+            reason = f"{why}; {target} is not healthy either: LEFT OUT OF ROTATION and silenced, needs a human"
+            self.outcome(context, plan.LEFT_OUT, reason, step)
+            raise AirflowFailException(f"{name}: {reason}")
+        with step("online"):
+            self._online()
+        self.outcome(context, outcome, f"{why}; {'rolled back to' if outcome == plan.ROLLED_BACK else 'still on'} "
+                     f"{target}, back in rotation", step)
+        if outcome == plan.ROLLED_BACK:  # the new release itself is bad: retrying would not help
+            raise AirflowFailException(f"{name}: {why}; rolled back, back in rotation on {target}")
+        # Never switched (a transient fault before the restart): back in rotation, and Airflow's
+        # retry runs the whole cycle again.
+        raise RuntimeError(f"{name}: {why}; back in rotation on {target}")
+
+    def _wait_healthy(self, version: str | None, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = self.probe(expect_version=version)
+            if self.is_healthy(probe, version):
+                self.log.info("healthy: %s", probe)
+                return True
+            if time.monotonic() > deadline:
+                self.log.warning("not healthy after %.0fs: %s", timeout, probe)
+                return False
+            time.sleep(0.25)
+
+    def _online(self) -> None:
+        from gantry import adapters
+
+        app, name = self.app_config, self.host["name"]
+        adapters.registry().enable(app.name, self.environment, name)
+        self.log.info("enabled %s in the registry", name)
+        adapters.load_balancer().enable(self.lb_pool, self.host["address"], app.port)
+        self.log.info("%s back in upstream %s", self.member, self.lb_pool)
+        expired = adapters.silencer().unsilence(app.name, self.environment, name)
+        self.log.info("expired %d silence(s) for %s", expired, name)
+
+    def _cleanup(self, previous: str | None) -> None:
+        """Keep the newest ``keep_releases`` release directories (and always the previous one,
+        the rollback target). Best effort: a failed cleanup never fails a release."""
+        from gantry import remote
+
+        try:
+            result = self.remote(remote.cleanup_script(self.app_config, self.app_config.keep_releases, [previous]))
+            if not result.ok:
+                self.log.warning("release cleanup failed: %s", result.stderr.strip())
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("release cleanup failed: %s", exc)

@@ -1,0 +1,94 @@
+"""The run report: every host's outcome and step table, and the ledger's record of the release."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from gantry import plan
+from gantry.operators.host import XCOM_OUTCOME
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def _as_list(pulled: Any) -> list:
+    """One mapped instance comes back as a single value, several as a list."""
+    return [pulled] if isinstance(pulled, dict) else [p for p in (pulled or []) if p]
+
+
+def step_table(outcomes: Sequence[dict]) -> str:
+    """One line per host: its outcome, then the seconds each step took."""
+    lines = []
+    for o in outcomes:
+        steps = "  ".join(f"{s['step']} {s['seconds']:.2f}s" + ("" if s.get("status", "ok") == "ok" else " FAILED")
+                          for s in o.get("steps", []))
+        lines.append(f"{o['host']:24s} batch {o['batch'] + 1:<3d} {o['outcome']:22s} {o['reason']}"
+                     + (f"\n{'':24s} {steps}" if steps else ""))
+    return "\n".join(lines)
+
+
+class ReleaseReportOperator(BaseOperator):
+    """Summarises every host's outcome and fails the run unless every host was released or
+    deliberately skipped as unhealthy. A host that recorded nothing (its task never ran, or
+    died) is reported as not started.
+
+    ``plan_task_id`` returns the planned hosts; ``host_task_ids`` push each host's outcome (the
+    later one wins); ``gate_task_ids`` are the checks before any host whose failure means the
+    release was refused rather than failed."""
+
+    template_fields: Sequence[str] = ("app", "version", "dry_run")
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, app: str, version: str, environment: str, plan_task_id: str,
+                 host_task_ids: Sequence[str], gate_task_ids: Sequence[str] = (), approval_task_id: str | None = None,
+                 dry_run: Any = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app, self.version, self.environment, self.dry_run = app, version, environment, dry_run
+        self.plan_task_id, self.host_task_ids = plan_task_id, list(host_task_ids)
+        self.gate_task_ids, self.approval_task_id = list(gate_task_ids), approval_task_id
+
+    def execute(self, context: Context) -> dict:
+        ti = context["ti"]
+        planned = ti.xcom_pull(task_ids=self.plan_task_id) or []
+        recorded: dict[str, dict] = {}
+        for task_id in self.host_task_ids:  # later steps override earlier ones
+            recorded.update({o["host"]: o for o in _as_list(ti.xcom_pull(task_ids=task_id, key=XCOM_OUTCOME))})
+        outcomes = [recorded.get(h["name"]) or {"host": h["name"], "batch": h["batch"], "outcome": plan.NOT_STARTED,
+                                                "reason": "no step recorded an outcome (not run, or the task died)"}
+                    for h in planned]
+        approved_by = plan.approver(ti.xcom_pull(task_ids=self.approval_task_id)) if self.approval_task_id else None
+        if self.dry_run and not planned:
+            self._ledger(context, "dry_run", "dry run: nothing was touched", [], approved_by)
+            self.log.info("dry run of %s %s in %s: nothing was touched", self.app, self.version, self.environment)
+            return {"dry_run": True, "hosts": []}
+        ok, summary = plan.run_verdict(outcomes)
+        self.log.info("release %s %s in %s: %s\n%s", self.app, self.version, self.environment, summary,
+                      step_table(outcomes))
+        hosts = [{k: v for k, v in o.items() if k != "steps"} for o in outcomes]
+        if ok:
+            self._ledger(context, "succeeded", summary, hosts, approved_by)
+            return {"summary": summary, "hosts": outcomes}
+        stopped_at = [] if planned else self._failed_gates(context)
+        status = "refused" if stopped_at else "failed"
+        message = f"stopped at {stopped_at[0]}" if stopped_at else summary or "no host was released"
+        self._ledger(context, status, message, hosts, approved_by)
+        raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
+                                   f"complete: {message}")
+
+    def _failed_gates(self, context: Context) -> list[str]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        gates = [g for g in self.gate_task_ids if g in context["dag"].task_ids]
+        if not gates:
+            return []
+        states = RuntimeTaskInstance.get_task_states(dag_id=context["dag"].dag_id, task_ids=gates,
+                                                     run_ids=[context["run_id"]]).get(context["run_id"], {})
+        failed = {key for key, state in states.items() if state == "failed"}  # unmapped: keyed by task_id
+        return [g for g in gates if g in failed]
+
+    def _ledger(self, context: Context, status: str, message: str, hosts: list, approved_by: str | None) -> None:
+        from gantry.hooks.ledger import LedgerHook
+
+        LedgerHook().finish(context["dag"].dag_id, context["run_id"], status, message, hosts, approved_by)

@@ -1,0 +1,102 @@
+"""What the release DAGs share: their defaults, the human approval, and the per-host rolling
+release that promotion and rollback both run.
+
+Parse-time cost: the config and the operator classes; no network, no hooks (they are imported
+when a task runs).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import task_group
+
+from gantry.config import EnvironmentConfig
+from gantry.notify import approval_notifiers, run_notifiers
+from gantry.operators.chain import ReleaseApprovalOperator
+from gantry.operators.host import OfflineRestartOnlineOperator, PrecheckAndStageOperator
+
+HOSTS_GROUP = "host"
+PRECHECK_AND_STAGE = f"{HOSTS_GROUP}.precheck_and_stage"
+OFFLINE_RESTART_ONLINE = f"{HOSTS_GROUP}.offline_restart_online"
+# Tasks before any host whose failure means the release was refused, not that it failed.
+GATE_TASKS = ("claim_release", "check_gates", "approve_release", "release_window", "check_migrations")
+
+# Deferrable gates re-decide from scratch on every try, and their decisions (refuse, stop the
+# rollout) raise AirflowFailException, which is never retried. The retries are for one Airflow
+# 3.3 scheduler race only: when the trigger fires before the executor has reported the deferring
+# try's exit, the resumed try is marked failed ("finished with state success, but the task
+# instance's state attribute is queued", apache/airflow#72716); seen in CI on a 5-host run.
+# Human-in-the-loop tasks get no retries: a retry would ask the human again after a rejection.
+RESUME_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(seconds=2), "retry_exponential_backoff": 0}
+
+APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids='check_gates') %}
+**{{ params.app }} {{ params.version }}** to **{{ e.environment }}**, triggered by {{ dag_run.triggering_user_name or 'auto-promotion' }}.
+
+- Running there now: {{ e.running_here or 'nothing recorded' }}{% if e.running_here_since %} (since {{ e.running_here_since }}){% endif %}
+{% if e.upstream %}- Upstream evidence: {{ e.upstream.version }} succeeded in {{ e.upstream.environment }} on every host, current there since {{ e.upstream.since }} ({{ e.upstream.soaked_minutes }} min), run {{ e.upstream.run_id }}
+{% endif %}{% if params.get('emergency_reason') %}- EMERGENCY OVERRIDE: {{ params.emergency_reason }}
+{% endif %}
+"""
+APPROVE_NOW = "Approve to release; reject to end the run without touching a host."
+APPROVE_FOR_WINDOW = ("Approve to queue it for the next release window (the newest approved version is released "
+                      "when the window opens); reject to queue nothing.")
+
+
+def dag_defaults(env: EnvironmentConfig) -> dict:
+    """What every DAG of an environment shares: no backfill, native templates, its alerts."""
+    return dict(start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), catchup=False,
+                render_template_as_native_obj=True, **run_notifiers(env.name, env.notify))
+
+
+def release_dag_args(env: EnvironmentConfig) -> dict:
+    """A release DAG's defaults: one run at a time, retries with backoff for transient faults."""
+    return dict(schedule=None, max_active_runs=1, **dag_defaults(env), default_args={
+        "retries": env.retries,
+        "retry_delay": dt.timedelta(seconds=env.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=2),
+        "execution_timeout": dt.timedelta(minutes=10),
+    })
+
+
+def approval_task(env: EnvironmentConfig, for_window: bool = False) -> ReleaseApprovalOperator:
+    """The human approval of a release to ``env`` (only its approvers may answer), now or, with
+    ``for_window``, for its next window opening."""
+    return ReleaseApprovalOperator(
+        task_id="approve_release", environment=env.name, fail_on_reject=True, retries=0, execution_timeout=None,
+        subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
+        body=APPROVAL_BODY + (APPROVE_FOR_WINDOW if for_window else APPROVE_NOW),
+        assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
+        response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
+        notifiers=approval_notifiers(env.name, env.notify))
+
+
+def release_each_host(env: EnvironmentConfig, hosts: Any, artifact: Any, plan_task_id: str, **common):
+    """The seed's per-host lifecycle, one map index per host, labelled with its name.
+
+    precheck_and_stage (all hosts at once, nothing leaves rotation):
+        2. pre-check the service (an unhealthy host is recorded and skipped)
+        3. stage the package: download, verify sha256, unpack into releases/<version>
+    offline_restart_online (batch by batch; starts in the triggerer and waits there for its batch):
+        4. silence monitoring
+        5. offline: registry, load balancer, drain in-flight requests
+        6. quiet period, then restart with the app's stop/start commands
+        7. online: health check, registry, load balancer, monitoring back
+           (a release that is not healthy is rolled back to the previous one first)
+    """
+    @task_group(group_id=HOSTS_GROUP)
+    def each_host(host):
+        staged = PrecheckAndStageOperator(task_id="precheck_and_stage", host=host, artifact=artifact, **common)
+        released = OfflineRestartOnlineOperator(
+            task_id="offline_restart_online", host=host, plan_task_id=plan_task_id,
+            prepare_task_id=PRECHECK_AND_STAGE,
+            start_trigger_args=OfflineRestartOnlineOperator.gate(
+                HOSTS_GROUP, plan_task_id, PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE),
+            approvers=env.approvers, approval_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
+            notifiers=approval_notifiers(env.name, env.notify),
+            # Waiting for its batch (and a human's go-ahead) counts against it: hours, not minutes.
+            execution_timeout=dt.timedelta(hours=6), **common)
+        staged >> released
+
+    return each_host.expand(host=hosts)
