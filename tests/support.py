@@ -164,15 +164,33 @@ def run_dag(airflow, dag_id: str, conf: dict, timeout: float = 900) -> tuple[str
 
 def per_host(tis: dict, task: str) -> dict[str, dict]:
     """One host step's task instances, by host name (the rendered map index)."""
-    return {ti["rendered_map_index"]: ti for (t, _), ti in tis.items() if t == f"host_release.{task}"}
+    return {ti["rendered_map_index"]: ti for (t, _), ti in tis.items() if t == f"host.{task}"}
 
 
 def host_outcomes(airflow, dag_id: str, run_id: str, tis: dict) -> dict[str, dict]:
-    """What bring_online recorded for each host (the run report's source)."""
+    """What each host's tasks recorded as its outcome (the run report's source; the later task wins)."""
     out = {}
-    for (task, idx), ti in tis.items():
-        if task == "host_release.bring_online":
-            record = airflow.xcom(dag_id, run_id, task, key="outcome", map_index=idx)
-            if record:
-                out[record["host"]] = record
+    for task in ("host.precheck_and_stage", "host.offline_restart_online"):
+        for (t, idx), ti in tis.items():
+            if t == task:
+                record = airflow.xcom(dag_id, run_id, task, key="outcome", map_index=idx)
+                if record:
+                    out[record["host"]] = record
     return out
+
+
+def step(record: dict, name: str) -> dict | None:
+    """One step of a host's step table ({"step", "at" (epoch s), "seconds", "status"}), or None."""
+    return next((s for s in record.get("steps", []) if s["step"] == name), None)
+
+
+def left_rotation_at(record: dict) -> float | None:
+    """When the host started leaving rotation (its silence), or None if it never did."""
+    s = step(record, "silence monitoring")
+    return s["at"] if s else None
+
+
+def back_in_rotation_at(record: dict) -> float | None:
+    """When the host was back in rotation (end of its last online step), or None."""
+    s = [x for x in record.get("steps", []) if x["step"] == "online"]
+    return s[-1]["at"] + s[-1]["seconds"] if s else None

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from support import assert_all_in_rotation, fleet_state
+from support import assert_all_in_rotation, fleet_state, host_outcomes, left_rotation_at
 
 pytestmark = pytest.mark.e2e
 ENV, DAG = "perf", "gantry_promote_perf"
@@ -45,7 +45,7 @@ def test_confirmation_between_batches_only_from_the_configured_approver(perf, ai
     run_id = resp.json()["dag_run_id"]
     detail = wait_for_approval(airflow, run_id)
     ti = detail["task_instance"]
-    assert ti["task_id"] == "host_release.confirm_batch" and ti["map_index"] == 1
+    assert ti["task_id"] == "host.offline_restart_online" and ti["map_index"] == 1
     assert "start batch 2 of 2" in detail["subject"]
     # The first batch is done and back; the second has not started.
     state = fleet_state(env=ENV)
@@ -58,10 +58,7 @@ def test_confirmation_between_batches_only_from_the_configured_approver(perf, ai
     assert answer.status_code == 200, answer.text
     assert airflow.wait_run(DAG, run_id) == "success"
     tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
-    from datetime import datetime
-
-    started = datetime.fromisoformat(tis[("host_release.precheck", 1)]["start_date"]).timestamp()
-    assert started >= approved_at
+    assert left_rotation_at(host_outcomes(airflow, DAG, run_id, tis)["perf-demo-02"]) >= approved_at
     assert set(fleet_state(env=ENV)["versions"].values()) == {"1.1.0", BASELINE}
     assert fleet_state(env=ENV)["versions"]["perf-demo-02"] == "1.1.0"
 
@@ -77,12 +74,12 @@ def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(perf, 
     assert "failure threshold of 1" in detail["body"]
     assert fleet_state(env=ENV)["versions"]["perf-demo-01"] == BASELINE, "the failed canary was rolled back"
     time.sleep(SETTLE)
-    answer = as_user("alice").respond(DAG, run_id, "host_release.confirm_batch", 1, "Reject")
+    answer = as_user("alice").respond(DAG, run_id, "host.offline_restart_online", 1, "Reject")
     assert answer.status_code == 200, answer.text
     assert airflow.wait_run(DAG, run_id) == "failed"
     tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
-    assert tis[("host_release.precheck", 1)]["state"] == "upstream_failed"
-    assert tis[("host_release.wait_for_batch", 2)]["state"] == "failed"
+    assert tis[("host.offline_restart_online", 1)]["state"] == "skipped", "the rejected batch did not start"
+    assert tis[("host.offline_restart_online", 2)]["state"] == "failed", "the rollout stopped"
     after = fleet_state(env=ENV)
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)

@@ -51,7 +51,7 @@ def test_promotion_under_load_loses_no_request(baseline, airflow):
     assert_all_in_rotation(after)
     # Every host really went through the lifecycle, labelled with its name.
     names = {h["name"] for h in after["hosts"]}
-    assert host_states(tis, "restart_app") == {n: "success" for n in names}
+    assert host_states(tis, "offline_restart_online") == {n: "success" for n in names}
     assert {o["outcome"] for o in outcomes(airflow, run_id, tis).values()} == {"released"}
     # Graceful: not one failed request, with traffic during every drain and restart.
     assert load.total >= 2000, f"only {load.total} requests were sent"
@@ -80,7 +80,7 @@ def test_unknown_version_fails_before_any_host_is_touched(baseline, airflow):
     assert state == "failed"
     assert tis[("verify_artifact", -1)]["state"] == "failed"
     assert tis[("verify_artifact", -1)]["try_number"] == 1, "a missing version is not retried"
-    assert not [t for (t, _), ti in tis.items() if t.startswith("host_release.") and ti["state"] == "success"]
+    assert not [t for (t, _), ti in tis.items() if t.startswith("host.") and ti["state"] == "success"]
     after = fleet_state()
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
@@ -104,7 +104,7 @@ def test_tampered_artifact_stops_before_any_host(baseline, airflow, fleet):
     assert tis[("migrate_database", -1)]["state"] == "failed"
     assert tis[("migrate_database", -1)]["try_number"] == 1, "a checksum mismatch is not retried"
     assert "sha256 mismatch" in airflow.log(DAG, run_id, "migrate_database")
-    assert not [t for (t, _), ti in tis.items() if t.startswith("host_release.") and ti["state"] == "success"]
+    assert not [t for (t, _), ti in tis.items() if t.startswith("host.") and ti["state"] == "success"]
     after = fleet_state()
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
@@ -121,7 +121,7 @@ def test_unhealthy_host_is_skipped_and_reported(baseline, airflow, fleet):
     assert state == "success"
     report = outcomes(airflow, run_id, tis)
     assert report[sick["name"]]["outcome"] == "skipped_unhealthy"
-    assert host_states(tis, "precheck")[sick["name"]] == "skipped"
+    assert host_states(tis, "precheck_and_stage")[sick["name"]] == "skipped"
     after = fleet_state()
     assert after["versions"][sick["name"]] is None, "the unhealthy host was left as it was"
     assert {v for h, v in after["versions"].items() if h != sick["name"]} == {"1.1.0"}
@@ -137,8 +137,7 @@ def test_release_that_never_becomes_healthy_is_rolled_back(baseline, airflow, fl
         run_id, state, tis = run(airflow, {"app": "demo", "version": "2.0.0-broken"})
     assert state == "failed"
     first = "test-demo-01"
-    assert host_states(tis, "await_healthy")[first] == "failed"
-    assert host_states(tis, "bring_online")[first] == "failed"
+    assert host_states(tis, "offline_restart_online")[first] == "failed"
     record = outcomes(airflow, run_id, tis)[first]
     assert record["outcome"] == "rolled_back"
     assert "did not become healthy" in record["reason"] and "rolled back to 1.0.0" in record["reason"]
@@ -146,7 +145,7 @@ def test_release_that_never_becomes_healthy_is_rolled_back(baseline, airflow, fl
     after = fleet_state()
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
-    assert all(s != "success" for h, s in host_states(tis, "precheck").items() if h != first)
+    assert all(s != "success" for h, s in host_states(tis, "offline_restart_online").items() if h != first)
     assert load.failures == []
 
 
@@ -155,9 +154,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "dry_run": True})
     assert state == "success"
     wait_for_mail("[gantry] test: demo 1.1.0 succeeded", after=started)
-    assert not [t for t, _ in tis if t.startswith("host_release.")] or all(
-        ti["state"] in ("skipped", None) for (t, _), ti in tis.items() if t.startswith("host_release."))
-    log = airflow.log(DAG, run_id, "resolve_hosts")
+    assert not [t for t, _ in tis if t.startswith("host.")] or all(
+        ti["state"] in ("skipped", None) for (t, _), ti in tis.items() if t.startswith("host."))
+    log = airflow.log(DAG, run_id, "collect_hosts")
     for host in baseline["hosts"]:
         assert f"{host['name']} (batch" in log
     assert "mark 127.0.0.13:9000 down in upstream demo-test" in log
@@ -183,8 +182,8 @@ def test_invalid_params_are_refused_at_trigger(airflow, conf, message):
 def test_unknown_host_subset_fails_before_any_host_is_touched(baseline, airflow):
     run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "hosts": ["test-demo-01", "ghost-9"]})
     assert state == "failed"
-    assert tis[("resolve_hosts", -1)]["state"] == "failed"
-    assert "ghost-9" in airflow.log(DAG, run_id, "resolve_hosts")
+    assert tis[("collect_hosts", -1)]["state"] == "failed"
+    assert "ghost-9" in airflow.log(DAG, run_id, "collect_hosts")
     assert set(fleet_state()["versions"].values()) == {BASELINE}
 
 

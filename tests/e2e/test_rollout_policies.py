@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from support import (
-    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, host_outcomes, per_host, run_dag)
+    LoadGenerator, RotationSampler, assert_all_in_rotation, back_in_rotation_at, fleet_state, host_outcomes,
+    left_rotation_at, per_host, run_dag)
 
 pytestmark = pytest.mark.e2e
 ENV = "perf"
@@ -55,20 +56,24 @@ def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_ever
     assert set(after["versions"].values()) == {"1.1.0"}
     assert_all_in_rotation(after)
     # Plan "1, 25%, 50%, 100%" of 20 hosts: batches of 1, 4, 5, 10; max_unavailable 50% = 10.
-    batches = sorted(o["batch"] for o in outcomes(airflow, PROMOTE, run_id, tis).values())
+    records = outcomes(airflow, PROMOTE, run_id, tis)
+    batches = sorted(o["batch"] for o in records.values())
     assert [batches.count(b) for b in range(4)] == [1, 4, 5, 10]
     assert sampler.samples > 100
     assert 2 <= sampler.max_lb_down <= 10 and sampler.max_registry_disabled <= 10
     assert load.total >= 2000 and load.failures == [], load.failures[:5]
-    # The canary finished before anything else started.
-    canary_done = per_host(tis, "bring_online")["perf-demo-01"]["end_date"]
-    others_started = [ti["start_date"] for h, ti in per_host(tis, "precheck").items() if h != "perf-demo-01"]
-    assert min(others_started) > canary_done
+    # The canary was back in rotation before any other host left it; every host staged first.
+    canary_back = back_in_rotation_at(records["perf-demo-01"])
+    others_left = [left_rotation_at(o) for h, o in records.items() if h != "perf-demo-01"]
+    assert None not in others_left and min(others_left) > canary_back
+    staged = [dt.datetime.fromisoformat(ti["end_date"]).timestamp()
+              for ti in per_host(tis, "precheck_and_stage").values()]
+    assert max(staged) < min(left_rotation_at(o) for o in records.values() if o["batch"] == 1)
     # The schema went up first: 1.1.0 ships migrations 0001 and 0002.
     revision, columns, _ = schema()
     assert revision == "0002" and "language" in columns
     migrate = tis[("migrate_database", -1)]
-    assert migrate["end_date"] < min(ti["start_date"] for ti in per_host(tis, "precheck").values())
+    assert migrate["end_date"] < min(ti["start_date"] for ti in per_host(tis, "precheck_and_stage").values())
 
     # Roll back without naming a version: the hosts' previous release, 1.0.0, and its schema.
     run_id, state, tis = run(airflow, ROLLBACK, {"app": "demo", "batches": "50%"})
@@ -81,7 +86,7 @@ def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_ever
     assert revision == "0001" and "language" not in columns
     # Hosts first, schema last: old code runs on the expanded schema while hosts go back.
     down = tis[("migrate_database", -1)]
-    assert down["start_date"] > max(ti["end_date"] for ti in per_host(tis, "bring_online").values())
+    assert down["start_date"] > max(ti["end_date"] for ti in per_host(tis, "offline_restart_online").values())
 
 
 def test_canary_failure_halts_before_the_second_batch(perf, airflow, fleet):
@@ -92,8 +97,8 @@ def test_canary_failure_halts_before_the_second_batch(perf, airflow, fleet):
     assert state == "failed"
     record = outcomes(airflow, PROMOTE, run_id, tis)["perf-demo-01"]
     assert record["outcome"] == "rolled_back"
-    started = [h for h, ti in per_host(tis, "precheck").items() if ti["state"] == "success"]
-    assert started == ["perf-demo-01"], "no host beyond the canary may start"
+    left = [h for h, o in outcomes(airflow, PROMOTE, run_id, tis).items() if left_rotation_at(o)]
+    assert left == ["perf-demo-01"], "no host beyond the canary may leave rotation"
     after = fleet_state(env=ENV)
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
@@ -114,15 +119,15 @@ def test_failures_below_the_threshold_continue_and_failed_hosts_roll_back(perf, 
     assert after["versions"].pop("perf-demo-03") == BASELINE, "the failed host serves its old release"
     assert set(after["versions"].values()) == {"1.1.1-flaky03"}
     assert_all_in_rotation(after)
-    assert "below the threshold" in airflow.log(PROMOTE, run_id, "host_release.wait_for_batch", 5)
+    assert "below the threshold" in airflow.log(PROMOTE, run_id, "host.offline_restart_online", 5)
 
 
 def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(perf, airflow):
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1, 100%"})
     assert state == "failed"
-    assert tis[("resolve_hosts", -1)]["state"] == "failed"
-    assert "exceeds max_unavailable" in airflow.log(PROMOTE, run_id, "resolve_hosts")
-    assert not any(t.startswith("host_release.") and ti["state"] == "success" for (t, _), ti in tis.items())
+    assert tis[("collect_hosts", -1)]["state"] == "failed"
+    assert "exceeds max_unavailable" in airflow.log(PROMOTE, run_id, "collect_hosts")
+    assert not any(t.startswith("host.") and ti["state"] == "success" for (t, _), ti in tis.items())
     assert set(fleet_state(env=ENV)["versions"].values()) == {BASELINE}
 
 
@@ -130,9 +135,8 @@ def test_bake_time_separates_batches(perf, airflow):
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1",
                                                 "bake_seconds": 6, "hosts": ["perf-demo-01", "perf-demo-02"]})
     assert state == "success"
-    first_done = dt.datetime.fromisoformat(per_host(tis, "bring_online")["perf-demo-01"]["end_date"])
-    second_start = dt.datetime.fromisoformat(per_host(tis, "precheck")["perf-demo-02"]["start_date"])
-    assert (second_start - first_done).total_seconds() >= 6
+    records = outcomes(airflow, PROMOTE, run_id, tis)
+    assert left_rotation_at(records["perf-demo-02"]) - back_in_rotation_at(records["perf-demo-01"]) >= 6
 
 
 def test_failing_migration_stops_the_release_before_any_host(perf, airflow, fleet):
@@ -144,7 +148,7 @@ def test_failing_migration_stops_the_release_before_any_host(perf, airflow, flee
     assert tis[("migrate_database", -1)]["state"] == "failed"
     assert tis[("migrate_database", -1)]["try_number"] == 1, "a failed migration is not retried"
     assert "no host was touched" in airflow.log(PROMOTE, run_id, "migrate_database")
-    assert not [t for (t, _), ti in tis.items() if t.startswith("host_release.") and ti["state"] == "success"]
+    assert not [t for (t, _), ti in tis.items() if t.startswith("host.") and ti["state"] == "success"]
     after = fleet_state(env=ENV)
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)

@@ -20,19 +20,31 @@ def test_no_import_errors_and_parse_time_is_measured(record_property):
 
 def test_promotion_dag_shape():
     dag = DagBag(str(REPO / "dags")).dags["gantry_promote_test"]
-    order = ["wait_for_batch", "confirm_batch", "precheck", "stage_package", "take_offline", "restart_app", "await_healthy",
-             "bring_online"]
-    for a, b in zip(order, order[1:]):
-        assert f"host_release.{b}" in dag.get_task(f"host_release.{a}").downstream_task_ids
-    assert dag.get_task("host_release.bring_online").trigger_rule == "all_done"
+    runbook = ["claim_release", "check_gates", "release_window", "verify_artifact", "migrate_database",
+               "collect_hosts", "host.precheck_and_stage", "host.offline_restart_online", "report"]
+    for a, b in zip(runbook, runbook[1:]):
+        assert b in dag.get_task(a).downstream_task_ids, (a, b)
     assert dag.get_task("report").trigger_rule == "all_done"
-    for t in order:
-        assert dag.get_task(f"host_release.{t}").map_index_template == "{{ task.host['name'] }}"
+    for t in ("host.precheck_and_stage", "host.offline_restart_online"):
+        assert dag.get_task(t).map_index_template == "{{ task.host['name'] }}"
+    # A host waiting for its batch starts in the triggerer: no worker, no task process.
+    release = dag.get_task("host.offline_restart_online")
+    assert release.start_from_trigger and release.start_trigger_args.next_method == "after_gate"
+    assert release.start_trigger_args.trigger_kwargs["prepare_task_id"] == "host.precheck_and_stage"
     assert dag.max_active_runs == 1
-    assert "gantry_rollback_test" in DagBag(str(REPO / "dags")).dags
+    rollback = DagBag(str(REPO / "dags")).dags["gantry_rollback_test"]
+    assert rollback.get_task("report").downstream_task_ids == {"migrate_database"}
     params = dag.params
     assert params.get_param("app").schema["enum"] == ["demo"]
     assert "pattern" in params.get_param("version").schema
+
+
+def test_a_task_process_builds_only_its_own_dag(monkeypatch):
+    """Airflow sets the parsing context in a task's process: the DAG files then build one DAG."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "gantry_promote_perf")
+    assert sorted(DagBag(str(REPO / "dags")).dags) == ["gantry_promote_perf"]
 
 
 def test_gates_retry_only_the_resume_race_and_human_decisions_never_retry():
@@ -43,9 +55,8 @@ def test_gates_retry_only_the_resume_race_and_human_decisions_never_retry():
     bag = DagBag(str(REPO / "dags"))
     beta = bag.dags["gantry_promote_beta"]
     for dag in (bag.dags["gantry_promote_test"], beta):
-        for task_id in ("release_window", "host_release.wait_for_batch"):
-            assert dag.get_task(task_id).retries >= 1, task_id
-        for task_id in ("host_release.confirm_batch", "claim_release", "check_gates"):
+        assert dag.get_task("release_window").retries >= 1
+        for task_id in ("claim_release", "check_gates"):
             assert dag.get_task(task_id).retries == 0, task_id
     assert beta.get_task("approve_release").retries == 0
 

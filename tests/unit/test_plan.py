@@ -54,35 +54,35 @@ def test_assign_batches_links_each_batch_to_the_previous_one():
     assert {r["batches"] for r in records} == {3}
 
 
-FINAL = "g.bring_online"
+FINAL, STAGE = "g.offline_restart_online", "g.precheck_and_stage"
 
 
 def test_gate_waits_until_every_previous_host_is_done():
-    states = {0: {FINAL: "success"}, 1: {FINAL: "running"}, 2: {"g.wait_for_batch": "deferred"}}
+    states = {0: {FINAL: "success"}, 1: {FINAL: "running"}, 2: {FINAL: "deferred"}}
     assert plan.gate_decision(states, FINAL, [0, 1], 2)[0] == plan.GATE_WAIT
     states[1][FINAL] = "success"
     assert plan.gate_decision(states, FINAL, [0, 1], 2)[0] == plan.GATE_GO
 
 
 def test_gate_accepts_a_skipped_unhealthy_host():
-    states = {0: {"g.precheck": "skipped", "g.restart_app": "skipped", FINAL: "success"}}
+    states = {0: {STAGE: "skipped", FINAL: "skipped"}}
     assert plan.gate_decision(states, FINAL, [0], 1)[0] == plan.GATE_GO
 
 
 def test_gate_fails_at_once_on_a_failure_in_any_earlier_batch():
-    # Host 0 failed and is still rolling back; batch 2 (index 2) need not wait for it.
-    states = {0: {"g.await_healthy": "failed", FINAL: "running"}, 1: {"g.wait_for_batch": "deferred"}}
+    # Host 0 failed; batch 2 (index 2) stops at once, without waiting for host 1.
+    states = {0: {STAGE: "success", FINAL: "failed"}, 1: {FINAL: "deferred"}}
     decision, message = plan.gate_decision(states, FINAL, [1], 2)
     assert decision == plan.GATE_FAIL and "[0]" in message
 
 
 def test_gate_ignores_failures_in_its_own_and_later_batches():
-    states = {0: {FINAL: "success"}, 1: {"g.stage_package": "failed"}, 2: {"g.precheck": "failed"}}
+    states = {0: {FINAL: "success"}, 1: {STAGE: "failed"}, 2: {STAGE: "failed"}}
     assert plan.gate_decision(states, FINAL, [0], 1)[0] == plan.GATE_GO
 
 
 def test_gate_treats_upstream_failed_as_failure():
-    states = {0: {"g.wait_for_batch": "failed", "g.precheck": "upstream_failed", FINAL: "success"}}
+    states = {0: {STAGE: "failed", FINAL: "upstream_failed"}}
     assert plan.gate_decision(states, FINAL, [0], 1)[0] == plan.GATE_FAIL
 
 
@@ -94,10 +94,10 @@ def test_batches_must_be_contiguous():
 def test_task_sdk_states_are_grouped_by_map_index():
     from gantry.triggers.batch_gate import group_states
 
-    raw = {"host_release.precheck_0": "success", "host_release.bring_online_0": None,
-           "host_release.precheck_12": "failed"}
-    assert group_states(raw) == {0: {"host_release.precheck": "success", "host_release.bring_online": None},
-                                 12: {"host_release.precheck": "failed"}}
+    raw = {"host.precheck_and_stage_0": "success", "host.offline_restart_online_0": None,
+           "host.precheck_and_stage_12": "failed"}
+    assert group_states(raw) == {0: {"host.precheck_and_stage": "success", "host.offline_restart_online": None},
+                                 12: {"host.precheck_and_stage": "failed"}}
 
 
 def test_run_verdict():
@@ -165,11 +165,11 @@ def test_failure_threshold():
 
 
 def test_gate_continues_below_the_failure_threshold_and_stops_at_it():
-    states = {0: {"g.await_healthy": "failed", FINAL: "failed"}, 1: {FINAL: "success"},
+    states = {0: {STAGE: "success", FINAL: "failed"}, 1: {FINAL: "success"},
               2: {FINAL: "success"}}
     decision, message = plan.gate_decision(states, FINAL, [1, 2], 3, threshold=2)
     assert decision == plan.GATE_GO and "below the threshold" in message
-    states[2] = {"g.restart_app": "failed", FINAL: "success"}
+    states[2] = {STAGE: "success", FINAL: "failed"}
     assert plan.gate_decision(states, FINAL, [1, 2], 3, threshold=2)[0] == plan.GATE_FAIL
 
 
@@ -183,21 +183,46 @@ def test_previous_version_from_the_release_log():
     assert previous_version([], None) is None
 
 
-def test_followers_wait_for_their_batch_leader():
-    confirm = "g.confirm_batch"
-    assert plan.follower_decision({4: {confirm: "deferred"}}, 4, confirm)[0] == plan.GATE_WAIT
-    assert plan.follower_decision({4: {confirm: "success"}}, 4, confirm)[0] == plan.GATE_GO
-    assert plan.follower_decision({4: {confirm: "failed"}}, 4, confirm)[0] == plan.GATE_FAIL
+def test_the_first_batch_goes_at_once_and_a_later_one_after_the_previous_batch():
+    records = plan.assign_batches(hosts(4), plan.parse_batch_plan("1, 50%, 100%", 4))
+    assert plan.batch_gate(records[0], {}, STAGE, FINAL)[0] == plan.GATE_GO
+    states = {0: {STAGE: "success", FINAL: "running"}}
+    assert plan.batch_gate(records[1], states, STAGE, FINAL)[0] == plan.GATE_WAIT
+    states[0][FINAL] = "success"
+    assert plan.batch_gate(records[1], states, STAGE, FINAL)[0] == plan.GATE_GO
+    # Batch [2, 3] waits for host 1; without a go-ahead to ask for, both hosts go together.
+    assert plan.batch_gate(records[3], states, STAGE, FINAL)[0] == plan.GATE_WAIT
+    states[1] = {STAGE: "success", FINAL: "success"}
+    assert plan.batch_gate(records[2], states, STAGE, FINAL)[0] == plan.GATE_GO
+    assert plan.batch_gate(records[3], states, STAGE, FINAL)[0] == plan.GATE_GO
+
+
+def test_followers_of_a_confirmed_batch_wait_for_their_leader():
+    records = plan.assign_batches(hosts(3), plan.parse_batch_plan("1, 100%", 3), confirm=True)
+    states = {0: {STAGE: "success", FINAL: "success"}, 1: {STAGE: "success", FINAL: "awaiting_input"}}
+    assert plan.batch_gate(records[2], states, STAGE, FINAL)[0] == plan.GATE_WAIT
+    states[1][FINAL] = "success"
+    assert plan.batch_gate(records[2], states, STAGE, FINAL)[0] == plan.GATE_GO
+    states[1][FINAL] = "skipped"
+    assert plan.batch_gate(records[2], states, STAGE, FINAL)[0] == plan.GATE_FAIL
 
 
 def test_a_rejected_batch_stops_every_later_batch_even_under_pause():
-    states = {0: {FINAL: "success"}, 1: {"g.confirm_batch": "failed", FINAL: "success"}}
-    decision, message = plan.gate_decision(states, FINAL, [1], 2, 1, "pause", "g.confirm_batch")
+    records = plan.assign_batches(hosts(3), plan.plan_batches(3, 1), on_threshold="pause", threshold=1)
+    # The leader of batch 2 was staged, then a human rejected its go-ahead (skipped).
+    states = {0: {STAGE: "success", FINAL: "success"}, 1: {STAGE: "success", FINAL: "skipped"}}
+    decision, message = plan.batch_gate(records[2], states, STAGE, FINAL)
     assert decision == plan.GATE_FAIL and "a human stopped" in message
 
 
+def test_an_unhealthy_skipped_host_is_not_a_human_stop():
+    records = plan.assign_batches(hosts(3), plan.plan_batches(3, 1))
+    states = {0: {STAGE: "success", FINAL: "success"}, 1: {STAGE: "skipped", FINAL: "skipped"}}
+    assert plan.batch_gate(records[2], states, STAGE, FINAL)[0] == plan.GATE_GO
+
+
 def test_pause_policy_waits_for_the_batch_then_lets_a_human_decide():
-    states = {0: {"g.await_healthy": "failed", FINAL: "running"}}
+    states = {0: {STAGE: "success", FINAL: "running"}}
     assert plan.gate_decision(states, FINAL, [0], 1, 1, "pause")[0] == plan.GATE_WAIT
     states[0][FINAL] = "failed"
     decision, message = plan.gate_decision(states, FINAL, [0], 1, 1, "pause")
@@ -212,5 +237,5 @@ def test_only_batch_leaders_ask_and_only_when_the_policy_says_so():
     quiet = [dict(r, confirm=False) for r in records]
     assert all(plan.needs_confirmation(r, {}) is None for r in quiet)
     paused = [dict(r, on_threshold="pause") for r in quiet]
-    failed = {0: {"g.await_healthy": "failed"}}
+    failed = {0: {STAGE: "success", FINAL: "failed"}}
     assert "failure threshold" in plan.needs_confirmation(paused[1], failed)

@@ -54,14 +54,14 @@ class StepLog:
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         self.log.info("::group::%s", name)
-        started = time.monotonic()
+        started, at = time.monotonic(), time.time()
         status = "failed"
         try:
             yield
             status = "ok"
         finally:
             seconds = round(time.monotonic() - started, 3)
-            self.table.append({"step": name, "seconds": seconds, "status": status})
+            self.table.append({"step": name, "at": round(at, 3), "seconds": seconds, "status": status})
             self.log.info("::endgroup::")
             self.log.info("%s: %s in %.2fs", name, status, seconds)
 
