@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/rollout.py [--version 1.1.0] [--skip-fleet-cycle]
 
 Measures: fleet down/up time; memory (PSS) of the running fleet and of Airflow; DAG parse
-time; the release-window timetable's computation and the ledger REST view's latency; wall
-time of a 5-host and a 20-host promotion and how it splits into configured waits, task run
-time and Airflow scheduling overhead (time on the critical path where no task of the host
-chain was running). Run it with nothing else using the fleet.
+time; the release-window timetable's computation and the ledger REST view's latency; for a
+5-host and a 20-host promotion: wall time, the CPU-seconds the Airflow process tree spent
+(total and per host), the critical path (per batch, the slowest host's drain + quiet period +
+restart + health check, from the hosts' step tables), wall / critical path, the time before the
+first host leaves rotation, and per batch the time out of rotation minus its critical path.
+Run it with nothing else using the fleet or the machine.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,8 +61,8 @@ def pss_mib(pids: set[int]) -> float:
 def component_memory(prefixes: tuple[str, ...]) -> float:
     pids: set[int] = set()
     for f in fleetctl.PIDS.glob("*.pid"):
-        if f.stem.startswith(prefixes):
-            pids |= descendants(int(f.read_text()))
+        if f.stem.startswith(prefixes) and (pid := fleetctl.read_pid(f.stem)):
+            pids |= descendants(pid)
     return pss_mib(pids)
 
 
@@ -77,47 +80,69 @@ def ts(value: str) -> float:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def promotion(api: AirflowAPI, env: str, version: str) -> dict:
-    cfg = fleetctl.app_config("demo")
+def cpu_seconds(prefixes: tuple[str, ...]) -> float:
+    """User + system CPU of the components' process trees, including children they have reaped
+    (every Airflow task process is a reaped child of an executor worker)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids: set[int] = set()
+    for f in fleetctl.PIDS.glob("*.pid"):
+        if f.stem.startswith(prefixes) and (pid := fleetctl.read_pid(f.stem)):
+            pids |= descendants(pid)
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+# Steps on a batch's critical path that are the release itself: the drain, the configured quiet
+# period, the restart and the health check, as measured on the host.
+MANDATORY = ("offline: drain", "quiet period", "restart", "health check")
+
+
+def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None) -> dict:
     dag = f"gantry_promote_{env}"
     api.wait_for_dag(dag)
-    t0 = time.time()
-    run_id = api.trigger(dag, {"app": "demo", "version": version, "auto_promote": False}).json()["dag_run_id"]
-    state = api.wait_run(dag, run_id)
-    wall = time.time() - t0
-    tis = [ti for ti in api.task_instances(dag, run_id) if ti["start_date"] and ti["end_date"]]
-    hosts = {ti["map_index"] for ti in tis if ti["map_index"] >= 0}
-    batches = len({(api.xcom(dag, run_id, "host_release.bring_online", "outcome", i) or {}).get("batch")
-                   for i in hosts})
-    run = api.get(f"/dags/{dag}/dagRuns/{run_id}")
-    run_span = ts(run["end_date"]) - ts(run["start_date"])
-    # Union of intervals where any task was working (batch gates excluded: they only wait, deferred):
-    # the rest of the run is scheduling, queuing and deferral latency.
-    working = [ti for ti in tis if not ti["task_id"].endswith("wait_for_batch")]
-    intervals = sorted((ts(ti["start_date"]), ts(ti["end_date"])) for ti in working)
-    busy, cur_s, cur_e = 0.0, None, None
-    for s, e in intervals:
-        if cur_e is None or s > cur_e:
-            if cur_e is not None:
-                busy += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    busy += (cur_e - cur_s) if cur_e else 0
-    # Configured waits on the critical path: one quiet period per batch (hosts of a batch wait
-    # in parallel); drains are measured, not configured, and were ~0.6 s each here.
-    waits = batches * cfg["timeouts"]["quiet_period"]
-    task_seconds = sum(ts(ti["end_date"]) - ts(ti["start_date"]) for ti in working)
-    per_step: dict[str, list[float]] = {}
-    for ti in working:
-        per_step.setdefault(ti["task_id"].split(".")[-1], []).append(ts(ti["end_date"]) - ts(ti["start_date"]))
+    conf = {"app": "demo", "version": version, "auto_promote": False}
+    if plan:
+        conf["batches"] = plan
+    cpu0, t0 = cpu_seconds(("airflow-",)), time.time()
+    run_id = api.trigger(dag, conf).json()["dag_run_id"]
+    state = api.wait_run(dag, run_id, timeout=3600)
+    wall, cpu = time.time() - t0, cpu_seconds(("airflow-",)) - cpu0
+    tis = api.task_instances(dag, run_id)
+    records = [api.xcom(dag, run_id, ti["task_id"], "outcome", ti["map_index"]) or {}
+               for ti in tis if ti["task_id"] == "host.offline_restart_online"]
+    by_batch: dict[int, list[dict]] = {}
+    for r in records:
+        by_batch.setdefault(r.get("batch", -1), []).append(r)
+
+    def step_s(r: dict, names) -> float:
+        return sum(s["seconds"] for s in r.get("steps", []) if s["step"] in names)
+
+    batches = []
+    for b, rs in sorted(by_batch.items()):
+        left = [s["at"] for r in rs for s in r.get("steps", []) if s["step"] == "silence monitoring"]
+        back = [s["at"] + s["seconds"] for r in rs for s in r.get("steps", []) if s["step"] == "online"]
+        critical = max(step_s(r, MANDATORY) for r in rs)
+        batch_wall = (max(back) - min(left)) if left and back else None
+        batches.append({"batch": b + 1, "hosts": len(rs), "critical_path_s": round(critical, 2),
+                        "out_of_rotation_wall_s": round(batch_wall, 2) if batch_wall else None,
+                        "overhead_s": round(batch_wall - critical, 2) if batch_wall else None})
+    first_left = min((s["at"] for r in records for s in r.get("steps", []) if s["step"] == "silence monitoring"),
+                     default=None)
+    critical = sum(b["critical_path_s"] for b in batches)
+    hosts = len(records)
     return {
-        "state": state, "hosts": len(hosts), "batches": batches, "tasks": len(tis), "wall_s": round(wall, 1),
-        "run_span_s": round(run_span, 1), "configured_waits_s": waits,
-        "tasks_working_s": round(busy, 1), "no_task_working_s": round(run_span - busy, 1),
-        "sum_task_durations_s": round(task_seconds, 1),
-        "wall_to_waits_ratio": round(run_span / waits, 1),
-        "mean_step_s": {k: round(sum(v) / len(v), 2) for k, v in per_step.items()},
+        "state": state, "hosts": hosts, "batches": len(batches), "task_instances": len(tis),
+        "wall_s": round(wall, 1), "airflow_cpu_s": round(cpu, 1),
+        "airflow_cpu_s_per_host": round(cpu / max(hosts, 1), 2),
+        "critical_path_s": round(critical, 1), "wall_to_critical_path": round(wall / critical, 1) if critical else None,
+        "trigger_to_first_host_offline_s": round(first_left - t0, 1) if first_left else None,
+        "per_batch": batches,
     }
 
 
@@ -143,11 +168,130 @@ def window_and_ledger(api: AirflowAPI) -> dict:
             "ledger_rest_status_p95_ms": round(latencies[47] * 1000, 1)}
 
 
+# ---------------------------------------------------------------- the peer: Ansible
+ANSIBLE_DIR = REPO / "benchmarks" / "ansible"
+ANSIBLE_VENV = REPO / "benchmarks" / ".venv-ansible"
+SIZES = {5: ("test",), 20: ("perf",), 200: ("scale",)}
+
+
+def ensure_ansible() -> Path:
+    """ansible-core in its own venv, pinned by benchmarks/ansible/requirements.txt."""
+    playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
+    stamp = ANSIBLE_VENV / ".requirements"
+    want = (ANSIBLE_DIR / "requirements.txt").read_text()
+    if not playbook.exists() or not stamp.exists() or stamp.read_text() != want:
+        subprocess.run(["python3", "-m", "venv", str(ANSIBLE_VENV)], check=True)
+        subprocess.run([str(ANSIBLE_VENV / "bin" / "pip"), "install", "-q", "-r", str(ANSIBLE_DIR / "requirements.txt")],
+                       check=True)
+        stamp.write_text(want)
+    return playbook
+
+
+def ansible_inventory(env: str, workdir: Path) -> Path:
+    key, known = fleetctl.STATE / "ssh/id_ed25519", fleetctl.STATE / "ssh/known_hosts"
+    ssh = {"ansible_user": "root", "ansible_port": fleetctl.SSH_PORT, "ansible_ssh_private_key_file": str(key),
+           "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes",
+           "ansible_python_interpreter": "/usr/bin/python3"}
+    hosts = {h["name"]: {"ansible_host": h["address"]} for h in fleetctl.inventory_hosts()
+             if h["env"] == env and h["app"] == "demo"}
+    inventory = {"all": {"vars": ssh, "children": {"release": {"hosts": hosts}}, "hosts": {
+        "lb": {"ansible_host": fleetctl.LB_HOST},
+        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": str(ANSIBLE_VENV / "bin/python")},
+    }}}
+    path = workdir / f"inventory-{env}.yml"
+    path.write_text(json.dumps(inventory))
+    return path
+
+
+def ansible_rollout(env: str, version: str, plan: str) -> dict:
+    """The same rollout by the Ansible playbook; wall time and the controller's CPU-seconds."""
+    import resource
+
+    from gantry import plan as planning
+    from gantry.config import load_config
+
+    playbook = ensure_ansible()
+    cfg = load_config().app("demo")
+    hosts = [h for h in fleetctl.inventory_hosts() if h["env"] == env and h["app"] == "demo"]
+    serial = [len(b) for b in planning.parse_batch_plan(plan, len(hosts))]
+    base = f"http://127.0.0.1:{fleetctl.ARTIFACT_PORT}/demo/{version}"
+    package = cfg.package_name(version)
+    sha256 = urllib.request.urlopen(f"{base}/{package}.sha256", timeout=5).read().decode().split()[0]
+    workdir = fleetctl.STATE / "bench-ansible"
+    workdir.mkdir(exist_ok=True)
+    extra = {
+        "app": "demo", "env": env, "version": version, "sha256": sha256, "package_url": f"{base}/{package}",
+        "install_root": cfg.install_root, "app_port": cfg.port, "health_path": cfg.health_path,
+        "version_path": cfg.version_path, "stop_command": cfg.stop_command, "start_command": cfg.start_command,
+        "drain_timeout": cfg.timeouts.drain, "quiet_period": cfg.timeouts.quiet_period,
+        "startup_timeout": cfg.timeouts.startup, "serial_plan": serial,
+        "alertmanager": f"http://127.0.0.1:{fleetctl.ALERTMANAGER_PORT}", "etcd": f"http://127.0.0.1:{fleetctl.ETCD_PORT}",
+        "registry_prefix": "/gantry/registry", "pool": fleetctl.pool_name("demo", env),
+        "upstream_dir": str(fleetctl.STATE / "nginx/upstreams"), "nginx_conf": str(fleetctl.STATE / "nginx/nginx.conf"),
+    }
+    (workdir / "vars.json").write_text(json.dumps(extra))
+    env_vars = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_PIPELINING": "True",
+                "ANSIBLE_FORKS": str(max(serial + [len(hosts)])), "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(workdir / "cp"), "ANSIBLE_STDOUT_CALLBACK": "default"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
+    out = subprocess.run([str(playbook), "-i", str(ansible_inventory(env, workdir)), str(ANSIBLE_DIR / "rolling_update.yml"),
+                          "-e", f"@{workdir / 'vars.json'}"], env=env_vars, capture_output=True, text=True)
+    wall = time.time() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if out.returncode:
+        (workdir / "last-failure.log").write_text(out.stdout + out.stderr)
+    return {"state": "success" if out.returncode == 0 else f"failed ({workdir / 'last-failure.log'})",
+            "hosts": len(hosts), "batches": len(serial), "serial": serial, "wall_s": round(wall, 1),
+            "controller_cpu_s": round(cpu, 1), "controller_cpu_s_per_host": round(cpu / len(hosts), 2)}
+
+
+def compare(api: AirflowAPI, size: int, plan: str, version: str, runs: int) -> dict:
+    """Gantry and Ansible alternately on the same hosts, each run from the same baseline."""
+    env = SIZES[size][0]
+    out: dict = {"hosts": size, "environment": env, "plan": plan, "gantry": [], "ansible": []}
+    for _ in range(runs):
+        fleetctl.reset("1.0.0", env)
+        out["gantry"].append(promotion(api, env, version, plan))
+        fleetctl.reset("1.0.0", env)
+        out["ansible"].append(ansible_rollout(env, version, plan))
+    fleetctl.reset("1.0.0", env)
+    g = sorted(r["wall_s"] for r in out["gantry"])[len(out["gantry"]) // 2]
+    a = sorted(r["wall_s"] for r in out["ansible"])[len(out["ansible"]) // 2]
+    critical = sorted(r["critical_path_s"] for r in out["gantry"])[len(out["gantry"]) // 2]
+    out["summary"] = {
+        "gantry_wall_s_median": g, "ansible_wall_s_median": a, "gantry_over_ansible": round(g / a, 2),
+        "critical_path_s_median": critical, "gantry_wall_over_critical_path": round(g / critical, 1),
+        "ansible_wall_over_critical_path": round(a / critical, 1),
+        "gantry_airflow_cpu_s_per_host_median": sorted(r["airflow_cpu_s_per_host"] for r in out["gantry"])[runs // 2],
+        "ansible_controller_cpu_s_per_host_median":
+            sorted(r["controller_cpu_s_per_host"] for r in out["ansible"])[runs // 2],
+    }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", default="1.1.0")
     ap.add_argument("--skip-fleet-cycle", action="store_true")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each tool per size, alternated")
+    ap.add_argument("--sizes", default="5,20", help="host counts to compare: 5 (test), 20 (perf), 200 (scale: "
+                    "the fleet must be up with GANTRY_SCALE_HOSTS=200)")
+    ap.add_argument("--plan", default="1, 25%, 50%, 100%", help="batch plan for 20 hosts; 5 hosts use 1 at a time, "
+                    "200 hosts 1, 10%, 50%, 100%")
+    ap.add_argument("--consecutive", type=int, default=0,
+                    help="only run this many consecutive Gantry promotions of perf and report their walls")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "last-run.json"))
     a = ap.parse_args()
+    api = AirflowAPI()
+    if a.consecutive:
+        walls = []
+        for _ in range(a.consecutive):
+            fleetctl.reset("1.0.0", "perf")
+            walls.append(promotion(api, "perf", a.version, a.plan)["wall_s"])
+        print(json.dumps({"consecutive_perf_walls_s": walls}))
+        return
     results: dict = {}
     if not a.skip_fleet_cycle:
         t = time.time(); fleetctl.fleet_down(); results["fleet_down_s"] = round(time.time() - t, 2)
@@ -157,12 +301,11 @@ def main() -> None:
     results["fleet_memory_pss_mib"] = round(component_memory(("host-", "lb-sshd", "nginx", "etcd", "alertmanager")), 1)
     results["airflow_memory_pss_mib"] = round(component_memory(("airflow-", "postgres")), 1)
     results["parse"] = parse_time()
-    api = AirflowAPI()
     results["window_and_ledger"] = window_and_ledger(api)
-    results["promotion_test_5_hosts_batch_1"] = promotion(api, "test", a.version)
-    results["promotion_perf_20_hosts_4_batches"] = promotion(api, "perf", a.version)
-    fleetctl.reset("1.0.0")
-    fleetctl.reset("1.0.0", "perf")
+    plans = {5: "1", 20: a.plan, 200: "1, 10%, 50%, 100%"}
+    for size in (int(x) for x in a.sizes.split(",")):
+        results[f"compare_{size}_hosts"] = compare(api, size, plans[size], a.version, a.runs)
+    Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -35,11 +35,16 @@ import artifacts  # noqa: E402
 STATE = Path(os.environ.get("GANTRY_STATE", "/var/lib/gantry-local"))
 PIDS = STATE / "pids"
 INVENTORY = REPO / "config" / "inventory.yaml"
+# The CMDB the local Gantry reads: the repository's inventory plus generated environments.
+CMDB_INVENTORY = STATE / "inventory.yaml"
+# GANTRY_SCALE_HOSTS=N on `up` adds the `scale` environment: N generated hosts from 127.0.1.1.
+SCALE_ENV, SCALE_FIRST_ADDRESS = "scale", "127.0.1.1"
 
 LB_HOST = "127.0.0.10"
 SSH_PORT = 2222
 # nginx listens for each (app, environment) pool; the demo app's test pool is :18080.
-LB_PORTS = {"dev": 18070, "test": 18080, "staging": 18082, "beta": 18084, "prod": 18086, "perf": 18090}
+LB_PORTS = {"dev": 18070, "test": 18080, "staging": 18082, "beta": 18084, "prod": 18086, "perf": 18090,
+            "scale": 18092}
 APP_PORT_OFFSET = {"demo": 0}
 ARTIFACT_PORT = 18081
 ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
@@ -69,12 +74,30 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def read_pid(name: str) -> int | None:
+def start_time(pid: int) -> str | None:
+    """The kernel's start time of a process (clock ticks since boot), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def recorded_pid(name: str) -> int | None:
+    """The PID a pid file records, if that process is still the one we started: a pid file left
+    by an earlier boot or run may name a PID that now belongs to somebody else."""
     path = PIDS / f"{name}.pid"
     if not path.exists():
         return None
-    pid = int(path.read_text())
-    return pid if pid_alive(pid) else None
+    pid, _, started = path.read_text().strip().partition(" ")
+    if not pid.isdigit() or (started and start_time(int(pid)) != started):
+        return None
+    return int(pid)
+
+
+def read_pid(name: str) -> int | None:
+    pid = recorded_pid(name)
+    return pid if pid and pid_alive(pid) else None
 
 
 def spawn(name: str, cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> int:
@@ -88,15 +111,16 @@ def spawn(name: str, cmd: list[str], *, env: dict | None = None, cwd: Path | Non
         cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=env, cwd=cwd,
     )
-    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    (PIDS / f"{name}.pid").write_text(f"{proc.pid} {start_time(proc.pid)}")
     return proc.pid
 
 
 def stop(name: str, timeout: float = 15) -> None:
     path = PIDS / f"{name}.pid"
-    if not path.exists():
+    pid = recorded_pid(name)
+    if pid is None:
+        path.unlink(missing_ok=True)
         return
-    pid = int(path.read_text())
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)  # the whole group: Airflow components fork workers
@@ -133,8 +157,33 @@ def wait_http(url: str, timeout: float = 60, name: str = "") -> None:
     raise SystemExit(f"{name or url} not healthy within {timeout}s; see {STATE}/logs")
 
 
-def inventory_hosts() -> list[dict]:
+def scale_hosts(count: int, app: str = "demo") -> list[dict]:
+    """``count`` generated hosts, numbered from 1, on consecutive loopback addresses (skipping
+    .0 and .255)."""
+    import ipaddress
+
+    hosts, address = [], ipaddress.ip_address(SCALE_FIRST_ADDRESS)
+    while len(hosts) < count:
+        if int(address) & 0xFF not in (0, 255):
+            hosts.append({"name": f"{SCALE_ENV}-{app}-{len(hosts) + 1:03d}", "address": str(address),
+                          "ssh_port": SSH_PORT})
+        address += 1
+    return hosts
+
+
+def write_inventory() -> dict:
+    """The CMDB's inventory: the repository's, plus ``GANTRY_SCALE_HOSTS`` generated hosts."""
     inv = yaml.safe_load(INVENTORY.read_text())
+    count = int(os.environ.get("GANTRY_SCALE_HOSTS") or 0)
+    if count:
+        inv["environments"][SCALE_ENV] = {"demo": scale_hosts(count)}
+    STATE.mkdir(parents=True, exist_ok=True)
+    CMDB_INVENTORY.write_text(yaml.safe_dump(inv, sort_keys=False))
+    return inv
+
+
+def inventory_hosts() -> list[dict]:
+    inv = yaml.safe_load(CMDB_INVENTORY.read_text()) if CMDB_INVENTORY.exists() else write_inventory()
     hosts = []
     for env, apps in inv["environments"].items():
         for app, entries in apps.items():
@@ -311,6 +360,7 @@ def up() -> None:
     t0 = time.time()
     ensure_keys()
     pubkey = (STATE / "ssh/id_ed25519.pub").read_text()
+    write_inventory()
     hosts = inventory_hosts()
     known = [prepare_host(h, pubkey) for h in hosts]
 
@@ -429,7 +479,10 @@ def postgres_up() -> None:
 
 
 def app_databases() -> list[tuple[str, str]]:
-    return sorted({(h["app"], h["env"]) for h in inventory_hosts() if app_config(h["app"]).get("migrations")})
+    """Every environment of an app with migrations has its database, with or without hosts."""
+    config = yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())
+    return sorted((app, env) for app, cfg in config["apps"].items() if cfg.get("migrations")
+                  for env in config["environments"])
 
 
 def reset_database(app: str, env: str) -> None:
@@ -479,6 +532,7 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "PYTHONPATH": str(REPO / "include"),
         "GANTRY_CONFIG": str(REPO / "config" / "gantry.yaml"),
+        "GANTRY_INVENTORY": str(CMDB_INVENTORY),
     }
     key = STATE / "ssh/id_ed25519"
     known = STATE / "ssh/known_hosts"

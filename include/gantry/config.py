@@ -157,8 +157,9 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
             ReleaseWindow.from_config(e.window)
         except WindowError as exc:
             raise ConfigError(f"environment {e.name}: window: {exc}") from exc
-    inventory = Path(raw.get("inventory", "inventory.yaml"))
-    return GantryConfig(apps=apps, environments=envs, inventory_path=base_dir / inventory)
+    # GANTRY_INVENTORY: an inventory file kept elsewhere (the local fleet writes its own).
+    inventory = os.environ.get("GANTRY_INVENTORY") or base_dir / raw.get("inventory", "inventory.yaml")
+    return GantryConfig(apps=apps, environments=envs, inventory_path=Path(inventory))
 
 
 @lru_cache(maxsize=4)

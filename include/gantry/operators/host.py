@@ -247,6 +247,7 @@ class OfflineRestartOnlineOperator(HostOperator):
         body = (f"Rollout of **{self.app} {self.version}** to **{self.environment}**: {reason}.\n\n"
                 f"Approve to start batch {batch} (first host: {self.host['name']}); "
                 "reject to stop here - the remaining hosts stay on their current version, in rotation.")
+        self.subject, self.body = subject, body  # the approval mail renders them
         upsert_hitl_detail(ti_id=context["task_instance"].id, options=["Approve", "Reject"], subject=subject,
                            body=body, defaults=None, multiple=False, params={},
                            assigned_users=[{"id": u, "name": u} for u in self.approvers] or None)
