@@ -40,7 +40,8 @@ for env in config.environments.values():
             version = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
             approve = [approval_task(env, for_window=True)] if env.approval else []
             chain(CheckGatesOperator(task_id="check_gates", retries=0, **version), *approve,
-                  EnqueueReleaseOperator(task_id="enqueue", retries=1, **version))
+                  EnqueueReleaseOperator(task_id="enqueue", retries=1, **version,
+                                         approval_task_id=approve[0].task_id if approve else None))
         globals()[queue_id] = queue_dag
     if not wanted or wanted == scheduled_id:
         timetable = ReleaseWindowTimetable(env.window, env.name)

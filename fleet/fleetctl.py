@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -661,7 +662,9 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ETCD_PORT}/v3/kv/deleterange", data=body),
                            timeout=5).read()
     am = f"http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2"
-    for silence in json.load(urllib.request.urlopen(f"{am}/silences", timeout=5)):
+    ours = urllib.parse.urlencode([("filter", f'app="{app}"'), ("filter", f'env="{env_name}"')])
+    # Only this environment's silences: a release running elsewhere keeps its hosts silenced.
+    for silence in json.load(urllib.request.urlopen(f"{am}/silences?{ours}", timeout=5)):
         if silence["status"]["state"] == "active":
             urllib.request.urlopen(urllib.request.Request(f"{am}/silence/{silence['id']}", method="DELETE"),
                                    timeout=5).read()

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from gantry.config import EnvironmentConfig, GantryConfig
-from gantry.interfaces import ArtifactRepository, Cmdb, LoadBalancer, ServiceRegistry, Silencer
+from gantry.interfaces import (
+    ArtifactRepository, Cmdb, HostShell, LoadBalancer, ReleaseLedger, SchemaMigrations, ServiceRegistry, Silencer)
 
 
 def cmdb(config: GantryConfig, env: EnvironmentConfig) -> Cmdb:
@@ -33,3 +34,18 @@ def silencer() -> Silencer:
 def artifact_repository() -> ArtifactRepository:
     from gantry.hooks.artifacts import ArtifactRepositoryHook
     return ArtifactRepositoryHook()
+
+
+def host_shell(address: str, port: int) -> HostShell:
+    from gantry.hooks.ssh import GantrySSHHook
+    return GantrySSHHook(remote_host=address, port=port)
+
+
+def ledger() -> ReleaseLedger:
+    from gantry.hooks.ledger import LedgerHook
+    return LedgerHook()
+
+
+def schema_migrations(conn_id: str) -> SchemaMigrations:
+    from gantry.hooks.migrations import SchemaMigrationHook
+    return SchemaMigrationHook(conn_id)

@@ -17,9 +17,9 @@ from gantry.config import ConfigError, load_config
 
 
 def _ledger():
-    from gantry.hooks.ledger import LedgerHook
+    from gantry import adapters
 
-    return LedgerHook()
+    return adapters.ledger()
 
 
 def _known(app: str | None = None, environment: str | None = None) -> None:

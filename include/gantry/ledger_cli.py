@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Callable
 
-from gantry.hooks.ledger import LedgerHook
+from gantry import adapters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (st, hi, qu):
         p.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    ledger = LedgerHook()
+    ledger = adapters.ledger()
     if a.command == "status":
         return _show([c.as_dict() for c in ledger.current(a.app)], a.json, lambda r: (
             f"{r['app']:12s} {r['environment']:10s} {r['version']:20s} since {r['since']} ({r['by']})"))

@@ -30,7 +30,7 @@ GATE_TASKS = ("claim_release", "check_gates", "approve_release", "release_window
 # Human-in-the-loop tasks get no retries: a retry would ask the human again after a rejection.
 RESUME_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(seconds=2), "retry_exponential_backoff": 0}
 
-APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids='check_gates') %}
+APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids=gates_task_id) %}
 **{{ params.app }} {{ params.version }}** to **{{ e.environment }}**, triggered by {{ dag_run.triggering_user_name or 'auto-promotion' }}.
 
 - Running there now: {{ e.running_here or 'nothing recorded' }}{% if e.running_here_since %} (since {{ e.running_here_since }}){% endif %}
@@ -60,13 +60,16 @@ def release_dag_args(env: EnvironmentConfig) -> dict:
     })
 
 
-def approval_task(env: EnvironmentConfig, for_window: bool = False) -> ReleaseApprovalOperator:
+def approval_task(env: EnvironmentConfig, for_window: bool = False,
+                  gates_task_id: str = "check_gates") -> ReleaseApprovalOperator:
     """The human approval of a release to ``env`` (only its approvers may answer), now or, with
-    ``for_window``, for its next window opening."""
+    ``for_window``, for its next window opening. The body shows the evidence ``gates_task_id``
+    returned."""
     return ReleaseApprovalOperator(
         task_id="approve_release", environment=env.name, fail_on_reject=True, retries=0, execution_timeout=None,
         subject=f"Release {{{{ params.app }}}} {{{{ params.version }}}} to {env.name}?",
-        body=APPROVAL_BODY + (APPROVE_FOR_WINDOW if for_window else APPROVE_NOW),
+        body=APPROVAL_BODY.replace("gates_task_id", repr(gates_task_id))
+        + (APPROVE_FOR_WINDOW if for_window else APPROVE_NOW),
         assigned_users=[{"id": u, "name": u} for u in env.approvers] or None,
         response_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
         notifiers=approval_notifiers(env.name, env.notify))

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 
 def _ledger():
-    from gantry.hooks.ledger import LedgerHook
+    from gantry import adapters
 
-    return LedgerHook()
+    return adapters.ledger()
 
 
 def run_context(context: Context) -> dict:
@@ -182,19 +182,23 @@ class ReleaseApprovalOperator(ApprovalOperator):
 
 
 class EnqueueReleaseOperator(BaseOperator):
-    """Queues an approved version for the environment's next window opening (in the ledger)."""
+    """Queues an approved version for the environment's next window opening (in the ledger).
+    ``approval_task_id`` names the approval whose answer is recorded (None: no approval)."""
 
     template_fields: Sequence[str] = ("app", "version")
     ui_color = "#e0f0e0"
 
-    def __init__(self, *, app: str, version: str, environment: str, **kwargs) -> None:
+    def __init__(self, *, app: str, version: str, environment: str, approval_task_id: str | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.app, self.version, self.environment = app, version, environment
+        self.approval_task_id = approval_task_id
 
     def execute(self, context: Context) -> int:
         from gantry.windows import ReleaseWindow
 
-        approved_by = plan.approver(context["ti"].xcom_pull(task_ids="approve_release"))
+        approved_by = (plan.approver(context["ti"].xcom_pull(task_ids=self.approval_task_id))
+                       if self.approval_task_id else None)
         entry = _ledger().enqueue(app=self.app, environment=self.environment, version=self.version,
                                   queued_by=run_context(context)["triggered_by"], approved_by=approved_by,
                                   dag_id=context["dag"].dag_id, run_id=context["run_id"])

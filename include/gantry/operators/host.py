@@ -31,7 +31,8 @@ from gantry.config import AppConfig, ConfigError, load_config
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from gantry.hooks.ssh import GantrySSHHook, RemoteResult
+    from gantry.hooks.ssh import RemoteResult
+    from gantry.interfaces import HostShell
 
 XCOM_OUTCOME = "outcome"
 
@@ -89,15 +90,15 @@ class HostOperator(BaseOperator):
     def lb_pool(self) -> str:
         return load_config().environment(self.environment).pool(self.app)
 
-    def ssh(self) -> GantrySSHHook:
-        from gantry.hooks.ssh import GantrySSHHook
+    def shell(self) -> HostShell:
+        from gantry import adapters
 
-        if getattr(self, "_ssh", None) is None:
-            self._ssh = GantrySSHHook(remote_host=self.host["address"], port=int(self.host["ssh_port"]))
-        return self._ssh
+        if getattr(self, "_shell", None) is None:
+            self._shell = adapters.host_shell(self.host["address"], int(self.host["ssh_port"]))
+        return self._shell
 
     def remote(self, script: str, timeout: float | None = None) -> RemoteResult:
-        return self.ssh().run(script, timeout=timeout or self.app_config.timeouts.command)
+        return self.shell().run(script, timeout=timeout or self.app_config.timeouts.command)
 
     def probe(self, expect_version: str | None = None) -> dict[str, str]:
         from gantry import remote

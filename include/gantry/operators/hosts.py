@@ -52,7 +52,6 @@ class ResolveRollbackTargetOperator(BaseOperator):
         from collections import Counter
 
         from gantry import adapters, remote
-        from gantry.hooks.ssh import GantrySSHHook
 
         if self.version:
             try:
@@ -63,7 +62,7 @@ class ResolveRollbackTargetOperator(BaseOperator):
         app = _app_config(self.app)
         previous: dict[str, str | None] = {}
         for host in adapters.cmdb(config, config.environment(self.environment)).hosts(app.name, self.environment):
-            hook = GantrySSHHook(remote_host=host.address, port=host.ssh_port)
+            hook = adapters.host_shell(host.address, host.ssh_port)
             try:
                 out = hook.run(remote.history_script(app), timeout=app.timeouts.command).stdout.splitlines()
             finally:

@@ -35,15 +35,14 @@ class MigrateDatabaseOperator(BaseOperator):
     def execute(self, context: Context) -> dict | None:
         from gantry import adapters
         from gantry.hooks.artifacts import ArtifactNotFound
-        from gantry.hooks.migrations import (
-            SchemaMigrationHook, extract_migrations, scratch_dir, script_has, script_head)
+        from gantry.hooks.migrations import extract_migrations, scratch_dir, script_has, script_head
 
         app = _app_config(self.app)
         if not app.migrations:
             self.log.info("%s declares no schema migrations", app.name)
             return None
         repo = adapters.artifact_repository()
-        hook = SchemaMigrationHook(app.migrations.connection_id(app.name, self.environment))
+        hook = adapters.schema_migrations(app.migrations.connection_id(app.name, self.environment))
         where = f"{app.name} in {self.environment}"
         with scratch_dir() as tmp:
             try:  # the worker needs the package's migrations: it verifies the package itself

@@ -89,6 +89,6 @@ class ReleaseReportOperator(BaseOperator):
         return [g for g in gates if g in failed]
 
     def _ledger(self, context: Context, status: str, message: str, hosts: list, approved_by: str | None) -> None:
-        from gantry.hooks.ledger import LedgerHook
+        from gantry import adapters
 
-        LedgerHook().finish(context["dag"].dag_id, context["run_id"], status, message, hosts, approved_by)
+        adapters.ledger().finish(context["dag"].dag_id, context["run_id"], status, message, hosts, approved_by)
