@@ -283,8 +283,13 @@ class OfflineRestartOnlineOperator(HostOperator):
                 self._online()
             return self.outcome(context, plan.RELEASED, f"already running {self.version}, in rotation", step)
         if not self.is_healthy(probe):
-            return self.outcome(context, plan.SKIPPED_UNHEALTHY, f"became unhealthy before its batch ({probe}); "
-                                "left as it was", step)
+            if context["ti"].try_number == 1:
+                return self.outcome(context, plan.SKIPPED_UNHEALTHY, f"became unhealthy before its batch "
+                                    f"({probe}); left as it was", step)
+            # A later try: an earlier one may have died between offline and online. Every step
+            # below is idempotent, so the cycle runs again and ends with the host back in rotation.
+            self.log.warning("%s is unhealthy on try %d: running the whole cycle again", name,
+                             context["ti"].try_number)
         try:
             with step("silence monitoring"):
                 silence = adapters.silencer().silence(

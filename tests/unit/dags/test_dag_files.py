@@ -4,7 +4,7 @@ from pathlib import Path
 
 from airflow.dag_processing.dagbag import DagBag
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_no_import_errors_and_parse_time_is_measured(record_property):

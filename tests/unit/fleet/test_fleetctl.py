@@ -1,0 +1,46 @@
+"""The local fleet's own bookkeeping: generated hosts and pid files."""
+import os
+import subprocess
+
+import yaml
+
+import fleetctl
+
+
+def test_generated_scale_hosts_are_unique_loopback_addresses():
+    hosts = fleetctl.scale_hosts(300)
+    assert hosts[0] == {"name": "scale-demo-001", "address": "127.0.1.1", "ssh_port": fleetctl.SSH_PORT}
+    addresses = [h["address"] for h in hosts]
+    assert len(set(addresses)) == 300 and len({h["name"] for h in hosts}) == 300
+    assert not [a for a in addresses if a.endswith((".0", ".255"))]
+    assert all(a.startswith("127.") for a in addresses)
+
+
+def test_the_cmdb_inventory_gets_the_scale_environment_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(fleetctl, "STATE", tmp_path)
+    monkeypatch.setattr(fleetctl, "CMDB_INVENTORY", tmp_path / "inventory.yaml")
+    monkeypatch.setenv("GANTRY_SCALE_HOSTS", "12")
+    fleetctl.write_inventory()
+    envs = yaml.safe_load((tmp_path / "inventory.yaml").read_text())["environments"]
+    assert len(envs["scale"]["demo"]) == 12 and "perf" in envs
+    monkeypatch.delenv("GANTRY_SCALE_HOSTS")
+    fleetctl.write_inventory()
+    assert "scale" not in yaml.safe_load((tmp_path / "inventory.yaml").read_text())["environments"]
+
+
+def test_a_pid_file_naming_another_process_is_not_ours(tmp_path, monkeypatch):
+    monkeypatch.setattr(fleetctl, "PIDS", tmp_path)
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "mine.pid").write_text(f"{proc.pid} {fleetctl.start_time(proc.pid)}")
+        assert fleetctl.read_pid("mine") == proc.pid
+        # Same PID, other start time: what a pid file from an earlier boot looks like.
+        (tmp_path / "stale.pid").write_text(f"{proc.pid} 1")
+        assert fleetctl.read_pid("stale") is None
+        fleetctl.stop("stale")
+        assert fleetctl.pid_alive(proc.pid), "stop() must not signal a process it did not start"
+        assert not (tmp_path / "stale.pid").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert os.path.exists(tmp_path / "mine.pid")
