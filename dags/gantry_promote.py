@@ -2,7 +2,7 @@
 config/gantry.yaml. Read top to bottom, it is the release runbook."""
 import datetime as dt
 
-from airflow.sdk import DAG, TriggerRule, chain, get_parsing_context
+from airflow.sdk import DAG, TriggerRule, chain
 
 from gantry.config import load_config
 from gantry.operators.artifact import VerifyArtifactOperator
@@ -12,7 +12,7 @@ from gantry.operators.migrations import MigrateDatabaseOperator
 from gantry.operators.report import ReleaseReportOperator
 from gantry.params import promotion_params
 from gantry.rollout import (
-    GATE_TASKS, OFFLINE_RESTART_ONLINE, PRECHECK_AND_STAGE, RESUME_RETRIES, approval_task, release_dag_args,
+    GATE_TASKS, HOST_TASKS, RESUME_RETRIES, ROLLOUT_PARAMS, approval_task, dags_to_build, release_dag_args,
     release_each_host)
 from gantry.sensors.release_window import ReleaseWindowSensor
 
@@ -30,12 +30,7 @@ Use **dry_run** to print the exact plan without touching anything.
 """
 
 config = load_config()
-wanted = get_parsing_context().dag_id  # a task's process builds only its own DAG
-
-for env in config.environments.values():
-    dag_id = f"gantry_promote_{env.name}"
-    if wanted and wanted != dag_id:
-        continue
+for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: only its own DAG
     release = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
     with DAG(dag_id=dag_id, description=f"Promote an app version to {env.name}", doc_md=DOC.format(env=env.name),
              params=promotion_params(config, env), tags=["gantry", f"env:{env.name}", "promote"],
@@ -50,15 +45,11 @@ for env in config.environments.values():
                                           version="{{ params.version }}")
         migrate = MigrateDatabaseOperator(task_id="migrate_database", artifact=artifact.output, direction="up",
                                           dry_run="{{ params.dry_run }}", **release)
-        hosts = CollectHostsOperator(
-            task_id="collect_hosts", artifact=artifact.output, hosts="{{ params.hosts }}",
-            batches="{{ params.batches }}", failure_threshold="{{ params.failure_threshold }}",
-            bake_seconds="{{ params.bake_seconds }}", confirm_batches="{{ params.confirm_batches }}",
-            on_threshold="{{ params.on_threshold }}", dry_run="{{ params.dry_run }}", **release)
+        hosts = CollectHostsOperator(task_id="collect_hosts", artifact=artifact.output, **ROLLOUT_PARAMS, **release)
         each_host = release_each_host(env, hosts.output, artifact.output, plan_task_id="collect_hosts", **release)
         report = ReleaseReportOperator(
-            task_id="report", trigger_rule=TriggerRule.ALL_DONE, dry_run="{{ params.dry_run }}", plan_task_id="collect_hosts",
-            host_task_ids=[PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE], gate_task_ids=GATE_TASKS,
+            task_id="report", trigger_rule=TriggerRule.ALL_DONE, dry_run="{{ params.dry_run }}",
+            plan_task_id="collect_hosts", host_task_ids=HOST_TASKS, gate_task_ids=GATE_TASKS,
             approval_task_id="approve_release" if env.approval else None, **release)
 
         approve = [approval_task(env)] if env.approval else []

@@ -2,12 +2,12 @@
 config/gantry.yaml: ``gantry_queue_<env>`` approves a version now and queues it;
 ``gantry_scheduled_<env>`` runs at every window opening and releases the newest approved one."""
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, chain, get_parsing_context
+from airflow.sdk import DAG, chain
 
 from gantry.config import load_config
 from gantry.operators.chain import CheckGatesOperator, EnqueueReleaseOperator, TakeQueuedReleasesOperator
 from gantry.params import queue_params
-from gantry.rollout import approval_task, dag_defaults
+from gantry.rollout import approval_task, dag_defaults, dags_to_build
 from gantry.timetables import ReleaseWindowTimetable
 
 QUEUE_DOC = """
@@ -27,31 +27,29 @@ With nothing queued the run does nothing and says so in the `take_queued` log.
 """
 
 config = load_config()
-wanted = get_parsing_context().dag_id  # a task's process builds only its own DAG
-
-for env in config.environments.values():
+for env, dag_id in dags_to_build(config, "queue"):  # in a task's process: only its own DAG
     if not env.scheduled_release:
         continue
-    queue_id, scheduled_id = f"gantry_queue_{env.name}", f"gantry_scheduled_{env.name}"
-    if not wanted or wanted == queue_id:
-        with DAG(dag_id=queue_id, description=f"Approve an app version now, release it at the next {env.name} "
-                 "window", doc_md=QUEUE_DOC.format(env=env.name), schedule=None, params=queue_params(config),
-                 tags=["gantry", f"env:{env.name}", "queue"], **dag_defaults(env)) as queue_dag:
-            version = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
-            approve = [approval_task(env, for_window=True)] if env.approval else []
-            chain(CheckGatesOperator(task_id="check_gates", retries=0, **version), *approve,
-                  EnqueueReleaseOperator(task_id="enqueue", retries=1, **version,
-                                         approval_task_id=approve[0].task_id if approve else None))
-        globals()[queue_id] = queue_dag
-    if not wanted or wanted == scheduled_id:
-        timetable = ReleaseWindowTimetable(env.window, env.name)
-        with DAG(dag_id=scheduled_id, description=f"Release the queued versions at each {env.name} window opening",
-                 doc_md=SCHEDULED_DOC.format(env=env.name, window=timetable.window.describe()), schedule=timetable,
-                 max_active_runs=1, tags=["gantry", f"env:{env.name}", "scheduled"],
-                 **dag_defaults(env)) as scheduled_dag:
-            taken = TakeQueuedReleasesOperator(task_id="take_queued", environment=env.name, retries=0)
-            TriggerDagRunOperator.partial(
-                task_id="start_release", trigger_dag_id=f"gantry_promote_{env.name}", wait_for_completion=False,
-                map_index_template="{{ task.conf['app'] }} {{ task.conf['version'] }}",
-            ).expand(conf=taken.output)
-        globals()[scheduled_id] = scheduled_dag
+    with DAG(dag_id=dag_id, description=f"Approve an app version now, release it at the next {env.name} window",
+             doc_md=QUEUE_DOC.format(env=env.name), schedule=None, params=queue_params(config),
+             tags=["gantry", f"env:{env.name}", "queue"], **dag_defaults(env)) as queue_dag:
+        version = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
+        approve = [approval_task(env, for_window=True)] if env.approval else []
+        chain(CheckGatesOperator(task_id="check_gates", retries=0, **version), *approve,
+              EnqueueReleaseOperator(task_id="enqueue", retries=1, **version,
+                                     approval_task_id=approve[0].task_id if approve else None))
+    globals()[dag_id] = queue_dag
+
+for env, dag_id in dags_to_build(config, "scheduled"):
+    if not env.scheduled_release:
+        continue
+    timetable = ReleaseWindowTimetable(env.window, env.name)
+    with DAG(dag_id=dag_id, description=f"Release the queued versions at each {env.name} window opening",
+             doc_md=SCHEDULED_DOC.format(env=env.name, window=timetable.window.describe()), schedule=timetable,
+             max_active_runs=1, tags=["gantry", f"env:{env.name}", "scheduled"], **dag_defaults(env)) as scheduled_dag:
+        taken = TakeQueuedReleasesOperator(task_id="take_queued", environment=env.name, retries=0)
+        TriggerDagRunOperator.partial(
+            task_id="start_release", trigger_dag_id=f"gantry_promote_{env.name}", wait_for_completion=False,
+            map_index_template="{{ task.conf['app'] }} {{ task.conf['version'] }}",
+        ).expand(conf=taken.output)
+    globals()[dag_id] = scheduled_dag

@@ -3,7 +3,7 @@ environment in config/gantry.yaml. The same graceful per-host release as a promo
 is never gated by upstream or approval, but it takes the environment's claim and window."""
 import datetime as dt
 
-from airflow.sdk import DAG, TriggerRule, chain, get_parsing_context
+from airflow.sdk import DAG, TriggerRule, chain
 
 from gantry.config import load_config
 from gantry.operators.artifact import VerifyArtifactOperator
@@ -13,7 +13,7 @@ from gantry.operators.migrations import MigrateDatabaseOperator
 from gantry.operators.report import ReleaseReportOperator
 from gantry.params import rollback_params
 from gantry.rollout import (
-    GATE_TASKS, OFFLINE_RESTART_ONLINE, PRECHECK_AND_STAGE, RESUME_RETRIES, release_dag_args, release_each_host)
+    GATE_TASKS, HOST_TASKS, RESUME_RETRIES, ROLLOUT_PARAMS, dags_to_build, release_dag_args, release_each_host)
 from gantry.sensors.release_window import ReleaseWindowSensor
 
 DOC = """
@@ -25,12 +25,7 @@ the hosts are back on the old release (old code runs on the newer schema under e
 """
 
 config = load_config()
-wanted = get_parsing_context().dag_id  # a task's process builds only its own DAG
-
-for env in config.environments.values():
-    dag_id = f"gantry_rollback_{env.name}"
-    if wanted and wanted != dag_id:
-        continue
+for env, dag_id in dags_to_build(config, "rollback"):  # in a task's process: only its own DAG
     release = {"app": "{{ params.app }}", "version": "{{ ti.xcom_pull(task_ids='resolve_target') }}",
                "environment": env.name}
     with DAG(dag_id=dag_id, description=f"Roll an app in {env.name} back", doc_md=DOC.format(env=env.name),
@@ -48,16 +43,11 @@ for env in config.environments.values():
         check_schema = MigrateDatabaseOperator(task_id="check_migrations", artifact=artifact.output,
                                                direction="down", check_only=True, dry_run="{{ params.dry_run }}",
                                                **release)
-        hosts = CollectHostsOperator(
-            task_id="collect_hosts", artifact=artifact.output, hosts="{{ params.hosts }}",
-            batches="{{ params.batches }}", failure_threshold="{{ params.failure_threshold }}",
-            bake_seconds="{{ params.bake_seconds }}", confirm_batches="{{ params.confirm_batches }}",
-            on_threshold="{{ params.on_threshold }}", dry_run="{{ params.dry_run }}", **release)
+        hosts = CollectHostsOperator(task_id="collect_hosts", artifact=artifact.output, **ROLLOUT_PARAMS, **release)
         each_host = release_each_host(env, hosts.output, artifact.output, plan_task_id="collect_hosts", **release)
         report = ReleaseReportOperator(
             task_id="report", trigger_rule=TriggerRule.ALL_DONE, dry_run="{{ params.dry_run }}",
-            plan_task_id="collect_hosts", host_task_ids=[PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE],
-            gate_task_ids=GATE_TASKS, **release)
+            plan_task_id="collect_hosts", host_task_ids=HOST_TASKS, gate_task_ids=GATE_TASKS, **release)
         migrate_down = MigrateDatabaseOperator(task_id="migrate_database", artifact=artifact.output,
                                                direction="down", dry_run="{{ params.dry_run }}", **release)
         # Hosts first, schema last.

@@ -7,11 +7,11 @@ when a task runs).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Iterator
 
-from airflow.sdk import task_group
+from airflow.sdk import get_parsing_context, task_group
 
-from gantry.config import EnvironmentConfig
+from gantry.config import EnvironmentConfig, GantryConfig
 from gantry.notify import approval_notifiers, run_notifiers
 from gantry.operators.chain import ReleaseApprovalOperator
 from gantry.operators.host import OfflineRestartOnlineOperator, PrecheckAndStageOperator
@@ -19,6 +19,11 @@ from gantry.operators.host import OfflineRestartOnlineOperator, PrecheckAndStage
 HOSTS_GROUP = "host"
 PRECHECK_AND_STAGE = f"{HOSTS_GROUP}.precheck_and_stage"
 OFFLINE_RESTART_ONLINE = f"{HOSTS_GROUP}.offline_restart_online"
+# The per-host tasks that record each host's outcome, earlier first.
+HOST_TASKS = (PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE)
+# The trigger form's rollout policy, as the plan task takes it.
+ROLLOUT_PARAMS = {name: "{{ params.%s }}" % name for name in (
+    "hosts", "batches", "failure_threshold", "bake_seconds", "confirm_batches", "on_threshold", "dry_run")}
 # Tasks before any host whose failure means the release was refused, not that it failed.
 GATE_TASKS = ("claim_release", "check_gates", "approve_release", "release_window", "check_migrations")
 
@@ -41,6 +46,16 @@ APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids=gates_task_id) %}
 APPROVE_NOW = "Approve to release; reject to end the run without touching a host."
 APPROVE_FOR_WINDOW = ("Approve to queue it for the next release window (the newest approved version is released "
                       "when the window opens); reject to queue nothing.")
+
+
+def dags_to_build(config: GantryConfig, kind: str) -> Iterator[tuple[EnvironmentConfig, str]]:
+    """``(environment, dag_id)`` for the ``gantry_<kind>_<env>`` DAGs this process should build:
+    all of them, or in a task's process (Airflow sets its parsing context) only its own."""
+    wanted = get_parsing_context().dag_id
+    for env in config.environments.values():
+        dag_id = f"gantry_{kind}_{env.name}"
+        if not wanted or wanted == dag_id:
+            yield env, dag_id
 
 
 def dag_defaults(env: EnvironmentConfig) -> dict:

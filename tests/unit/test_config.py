@@ -13,11 +13,18 @@ def test_repository_config_loads():
     assert demo.package_name("1.1.0") == "demo-1.1.0.tar.gz"
     assert demo.package_kind == "tar.gz"
     assert cfg.environment("test").batches == "1"
-    assert cfg.inventory_path == REPO / "config" / "inventory.yaml"
 
 
 APP = {"package": "svc-{version}.jar", "install_root": "/srv/svc", "port": 8080,
        "start_command": "bin/start", "stop_command": "bin/stop", "pid_file": "/srv/svc/shared/pid"}
+
+
+def test_the_inventory_is_next_to_the_config_unless_one_is_named(monkeypatch):
+    raw = {"apps": {"svc": APP}, "environments": {"dev": {}}}
+    monkeypatch.delenv("GANTRY_INVENTORY", raising=False)
+    assert parse_config(raw, Path("/x")).inventory_path == Path("/x/inventory.yaml")
+    monkeypatch.setenv("GANTRY_INVENTORY", "/state/inventory.yaml")  # the local fleet writes its own
+    assert parse_config(raw, Path("/x")).inventory_path == Path("/state/inventory.yaml")
 
 
 def test_jar_and_war_packages_are_supported():
