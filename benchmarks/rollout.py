@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "fleet"), str(REPO / "include")]
+sys.path[:0] = [str(REPO / "fleet"), str(REPO / "include"), str(REPO / "tests")]
 import fleetctl  # noqa: E402
 from airflow_api import AirflowAPI  # noqa: E402
 
@@ -103,16 +103,25 @@ def cpu_seconds(prefixes: tuple[str, ...]) -> float:
 MANDATORY = ("offline: drain", "quiet period", "restart", "health check")
 
 
-def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None) -> dict:
+def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None, load: bool = False) -> dict:
+    """One Gantry promotion; with ``load``, under traffic through the load balancer, counting
+    failed requests and the most hosts seen out of rotation at once."""
+    import contextlib
+
+    from support import LoadGenerator, RotationSampler
+
     dag = f"gantry_promote_{env}"
     api.wait_for_dag(dag)
     conf = {"app": "demo", "version": version, "auto_promote": False}
     if plan:
         conf["batches"] = plan
-    cpu0, t0 = cpu_seconds(("airflow-",)), time.time()
-    run_id = api.trigger(dag, conf).json()["dag_run_id"]
-    state = api.wait_run(dag, run_id, timeout=3600)
-    wall, cpu = time.time() - t0, cpu_seconds(("airflow-",)) - cpu0
+    with contextlib.ExitStack() as stack:
+        traffic = stack.enter_context(LoadGenerator(env=env, threads=3)) if load else None
+        sampler = stack.enter_context(RotationSampler(env=env, interval=0.2)) if load else None
+        cpu0, t0 = cpu_seconds(("airflow-",)), time.time()
+        run_id = api.trigger(dag, conf).json()["dag_run_id"]
+        state = api.wait_run(dag, run_id, timeout=3600)
+        wall, cpu = time.time() - t0, cpu_seconds(("airflow-",)) - cpu0
     tis = api.task_instances(dag, run_id)
     records = [api.xcom(dag, run_id, ti["task_id"], "outcome", ti["map_index"]) or {}
                for ti in tis if ti["task_id"] == "host.offline_restart_online"]
@@ -143,6 +152,9 @@ def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None) 
         "critical_path_s": round(critical, 1), "wall_to_critical_path": round(wall / critical, 1) if critical else None,
         "trigger_to_first_host_offline_s": round(first_left - t0, 1) if first_left else None,
         "per_batch": batches,
+        **({"requests": traffic.total, "failed_requests": len(traffic.failures),
+            "max_out_of_rotation_lb": sampler.max_lb_down, "max_disabled_in_registry": sampler.max_registry_disabled}
+           if load else {}),
     }
 
 
@@ -247,26 +259,34 @@ def ansible_rollout(env: str, version: str, plan: str) -> dict:
             "controller_cpu_s": round(cpu, 1), "controller_cpu_s_per_host": round(cpu / len(hosts), 2)}
 
 
-def compare(api: AirflowAPI, size: int, plan: str, version: str, runs: int) -> dict:
+def median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
+def compare(api: AirflowAPI, size: int, plan: str, version: str, runs: int, tools: tuple[str, ...],
+            load: bool = False) -> dict:
     """Gantry and Ansible alternately on the same hosts, each run from the same baseline."""
     env = SIZES[size][0]
     out: dict = {"hosts": size, "environment": env, "plan": plan, "gantry": [], "ansible": []}
     for _ in range(runs):
-        fleetctl.reset("1.0.0", env)
-        out["gantry"].append(promotion(api, env, version, plan))
-        fleetctl.reset("1.0.0", env)
-        out["ansible"].append(ansible_rollout(env, version, plan))
+        if "gantry" in tools:
+            fleetctl.reset("1.0.0", env)
+            out["gantry"].append(promotion(api, env, version, plan, load))
+        if "ansible" in tools:
+            fleetctl.reset("1.0.0", env)
+            out["ansible"].append(ansible_rollout(env, version, plan))
     fleetctl.reset("1.0.0", env)
-    g = sorted(r["wall_s"] for r in out["gantry"])[len(out["gantry"]) // 2]
-    a = sorted(r["wall_s"] for r in out["ansible"])[len(out["ansible"]) // 2]
-    critical = sorted(r["critical_path_s"] for r in out["gantry"])[len(out["gantry"]) // 2]
+    if tools != ("gantry", "ansible"):
+        return out
+    g = median([r["wall_s"] for r in out["gantry"]])
+    a = median([r["wall_s"] for r in out["ansible"]])
+    critical = median([r["critical_path_s"] for r in out["gantry"]])
     out["summary"] = {
         "gantry_wall_s_median": g, "ansible_wall_s_median": a, "gantry_over_ansible": round(g / a, 2),
         "critical_path_s_median": critical, "gantry_wall_over_critical_path": round(g / critical, 1),
         "ansible_wall_over_critical_path": round(a / critical, 1),
-        "gantry_airflow_cpu_s_per_host_median": sorted(r["airflow_cpu_s_per_host"] for r in out["gantry"])[runs // 2],
-        "ansible_controller_cpu_s_per_host_median":
-            sorted(r["controller_cpu_s_per_host"] for r in out["ansible"])[runs // 2],
+        "gantry_airflow_cpu_s_per_host_median": median([r["airflow_cpu_s_per_host"] for r in out["gantry"]]),
+        "ansible_controller_cpu_s_per_host_median": median([r["controller_cpu_s_per_host"] for r in out["ansible"]]),
     }
     return out
 
@@ -282,6 +302,8 @@ def main() -> None:
                     "200 hosts 1, 10%, 50%, 100%")
     ap.add_argument("--consecutive", type=int, default=0,
                     help="only run this many consecutive Gantry promotions of perf and report their walls")
+    ap.add_argument("--tools", default="gantry,ansible", help="which rollouts to run")
+    ap.add_argument("--load", action="store_true", help="Gantry's runs under traffic through the load balancer")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "last-run.json"))
     a = ap.parse_args()
     api = AirflowAPI()
@@ -304,7 +326,8 @@ def main() -> None:
     results["window_and_ledger"] = window_and_ledger(api)
     plans = {5: "1", 20: a.plan, 200: "1, 10%, 50%, 100%"}
     for size in (int(x) for x in a.sizes.split(",")):
-        results[f"compare_{size}_hosts"] = compare(api, size, plans[size], a.version, a.runs)
+        results[f"compare_{size}_hosts"] = compare(api, size, plans[size], a.version, a.runs,
+                                                   tuple(a.tools.split(",")), a.load)
     Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

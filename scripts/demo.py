@@ -33,7 +33,7 @@ def main() -> int:
             if ti["state"] in ("success", "failed", "skipped") and seen.get(key) != ti["state"]:
                 seen[key] = ti["state"]
                 label = ti.get("rendered_map_index") or ""
-                print(f"  {ti['task_id'].removeprefix('host_release.'):16s} {label:14s} {ti['state']}")
+                print(f"  {ti['task_id'].removeprefix('host.'):22s} {label:14s} {ti['state']}")
     report = api.xcom(DAG, run_id, "report")
     print(f"\nRun {state}: {report.get('summary') if isinstance(report, dict) else ''}")
     if state == "success":
@@ -42,7 +42,8 @@ def main() -> int:
 Airflow UI:  {BASE}   (login: admin / admin)
 Next release from the UI: DAGs -> {DAG} -> Trigger, fill in the form
   (app: demo, version: 1.2.0; optional hosts, batch size, dry run), then follow each host
-  under host_release.* -> Mapped Tasks, labelled with the host name.
+  under host.precheck_and_stage and host.offline_restart_online -> Mapped Tasks, labelled
+  with the host name; each host's log has one folded, timed section per step.
 Or:  curl -X POST {BASE}/api/v2/dags/{DAG}/dagRuns -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{{"logical_date": null, "conf": {{"app": "demo", "version": "1.2.0"}}}}'
 Stop everything: ./gantry down
