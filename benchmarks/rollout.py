@@ -306,6 +306,8 @@ def main() -> None:
     ap.add_argument("--load", action="store_true", help="Gantry's runs under traffic through the load balancer")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "last-run.json"))
     a = ap.parse_args()
+    # The observers under --load read the registry through the same Airflow Connections as Gantry.
+    os.environ.update({k: v for k, v in fleetctl.airflow_env().items() if k.startswith("AIRFLOW_CONN_")})
     api = AirflowAPI()
     if a.consecutive:
         walls = []

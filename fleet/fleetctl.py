@@ -510,7 +510,8 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "16",
+        # Task processes at once (the LocalExecutor pre-forks one worker each); see README, Benchmarks.
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("GANTRY_AIRFLOW_PARALLELISM", "16"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__FERNET_KEY": s["fernet"],
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in DEMO_USERS),

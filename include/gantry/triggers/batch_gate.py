@@ -4,9 +4,10 @@ Every host's release task starts in the triggerer (``start_from_trigger``): a ho
 its batch holds no worker slot and costs no task process. All waiting hosts of one run share a
 single poll (Airflow's shared-stream triggers, keyed by the run): one read of the run's host
 task states per tick, fanned out to every waiting host, which decides for itself with the pure
-``gantry.plan`` rules. The tick backs off from 0.25 s to 1 s while nothing changes and drops
-back as soon as something does, so a finished batch releases the next one within a quarter of
-a second while a long wait costs one small API call a second per run, whatever the host count.
+``gantry.plan`` rules. The tick is 0.25 s while a host task is queued or running (a batch may
+end any moment, and the next one then starts within a quarter of a second) and backs off to
+5 s while nothing moves (a human's go-ahead, a bake time): whatever the host count, a run costs
+one small API call per tick.
 """
 from __future__ import annotations
 
@@ -18,7 +19,16 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from gantry import plan
 
-FAST_TICK, SLOW_TICK = 0.25, 1.0
+FAST_TICK, SLOW_TICK = 0.25, 5.0
+# While a host task is on its way (queued, running), a batch may end any moment: poll fast. When
+# nothing moves (waiting for a human's go-ahead, a bake time, a retry's delay), back off.
+MOVING = {"scheduled", "queued", "running", "restarting"}
+
+
+def next_tick(tick: float, states: dict[int, dict[str, str | None]]) -> float:
+    if any(state in MOVING for tasks in states.values() for state in tasks.values()):
+        return FAST_TICK
+    return min(SLOW_TICK, tick * 2)
 
 
 def group_states(raw: dict[str, Any]) -> dict[int, dict[str, str | None]]:
@@ -91,12 +101,11 @@ class BatchGateTrigger(BaseEventTrigger):
 
         dag_id, run_id = kwargs["dag_id"], kwargs["run_id"]
         records = await sync_to_async(read_plan)(dag_id, run_id, kwargs["plan_task_id"])
-        tick, last = FAST_TICK, None
+        tick = FAST_TICK
         while True:
             states = await sync_to_async(read_group_states)(dag_id, run_id, kwargs["group_id"])
             yield {"records": records, "states": states}
-            tick = FAST_TICK if states != last else min(SLOW_TICK, tick * 1.5)
-            last = states
+            tick = next_tick(tick, states)
             await asyncio.sleep(tick)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:

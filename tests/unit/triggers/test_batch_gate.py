@@ -66,3 +66,15 @@ def test_bake_time_holds_the_batch_leader_on_later_ticks():
     assert event["decision"] == plan.GATE_GO and "baked" in event["message"]
     assert time.monotonic() - started >= 0.3
     assert first_event(trigger(1), [back] * 3, delay=0.01) is None, "no go before the bake time has passed"
+
+
+def test_the_shared_poll_is_fast_while_hosts_move_and_backs_off_while_nothing_does():
+    from gantry.triggers.batch_gate import FAST_TICK, SLOW_TICK, next_tick
+
+    running = {0: {STAGE: "success", RELEASE: "running"}, 1: {STAGE: "success", RELEASE: "deferred"}}
+    assert next_tick(2.0, running) == FAST_TICK
+    idle = {0: {STAGE: "success", RELEASE: "awaiting_input"}, 1: {STAGE: "success", RELEASE: "deferred"}}
+    ticks = [FAST_TICK]
+    for _ in range(8):
+        ticks.append(next_tick(ticks[-1], idle))
+    assert ticks == sorted(ticks) and ticks[-1] == SLOW_TICK
