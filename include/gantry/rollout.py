@@ -109,10 +109,7 @@ def release_each_host(env: EnvironmentConfig, hosts: Any, artifact: Any, plan_ta
                                           priority_weight=1, weight_rule="absolute", **common)
         released = OfflineRestartOnlineOperator(
             task_id="offline_restart_online", host=host, plan_task_id=plan_task_id,
-            prepare_task_id=PRECHECK_AND_STAGE,
-            start_trigger_args=OfflineRestartOnlineOperator.gate(
-                HOSTS_GROUP, plan_task_id, PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE),
-            approvers=env.approvers, approval_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
+            prepare_task_id=PRECHECK_AND_STAGE, approvers=env.approvers, approval_timeout=dt.timedelta(minutes=env.approval_timeout_minutes),
             notifiers=approval_notifiers(env.name, env.notify),
             # Waiting for its batch (and a human's go-ahead) counts against it: hours, not minutes.
             execution_timeout=dt.timedelta(hours=6),

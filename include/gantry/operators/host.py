@@ -129,6 +129,12 @@ class PrecheckAndStageOperator(HostOperator):
     host is recorded and skipped, not made worse), then download the package into a new
     release directory and verify its sha256. A host whose staging fails is never taken offline."""
 
+    template_fields: Sequence[str] = (*HostOperator.template_fields, "artifact")
+
+    def __init__(self, *, artifact: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.artifact = artifact
+
     def execute(self, context: Context) -> dict:
         from gantry import remote
 
@@ -161,11 +167,6 @@ class PrecheckAndStageOperator(HostOperator):
             raise
         return {"current": current, "steps": step.table}
 
-    template_fields: Sequence[str] = (*HostOperator.template_fields, "artifact")
-
-    def __init__(self, *, artifact: Any, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.artifact = artifact
 
 
 class OfflineRestartOnlineOperator(HostOperator):
@@ -184,21 +185,16 @@ class OfflineRestartOnlineOperator(HostOperator):
     ui_color = "#fdebd0"
 
     def __init__(self, *, plan_task_id: str, prepare_task_id: str, approvers: Sequence[str] = (),
-                 approval_timeout: Any = None, notifiers: Sequence = (), start_trigger_args: Any = None,
-                 **kwargs) -> None:
+                 approval_timeout: Any = None, notifiers: Sequence = (), **kwargs) -> None:
         super().__init__(**kwargs)
         self.plan_task_id, self.prepare_task_id = plan_task_id, prepare_task_id
         self.approvers, self.approval_timeout, self.notifiers = list(approvers), approval_timeout, list(notifiers)
-        self.start_trigger_args = start_trigger_args
-        self.start_from_trigger = start_trigger_args is not None
-
-    @staticmethod
-    def gate(group_id: str, plan_task_id: str, prepare_task_id: str, release_task_id: str) -> StartTriggerArgs:
-        """Where the task starts: the batch gate, resuming in ``after_gate`` on a worker."""
-        return StartTriggerArgs(
+        # Where the task starts: the batch gate in the triggerer, resuming in ``after_gate``.
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
             trigger_cls="gantry.triggers.batch_gate.BatchGateTrigger",
-            trigger_kwargs={"group_id": group_id, "plan_task_id": plan_task_id, "prepare_task_id": prepare_task_id,
-                            "release_task_id": release_task_id},
+            trigger_kwargs={"group_id": self.task_group_id, "plan_task_id": plan_task_id,
+                            "prepare_task_id": prepare_task_id, "release_task_id": self.task_id},
             next_method="after_gate", next_kwargs=None, timeout=None)
 
     # ------------------------------------------------------------------ the gate
