@@ -250,7 +250,7 @@ def approver(approval: object) -> str | None:
 RELEASED = "released"
 SKIPPED_UNHEALTHY = "skipped_unhealthy"
 NOT_STARTED = "not_started"
-NOT_DRAINED = "not_drained"
+NOT_STAGED = "not_staged"  # staging failed: never taken out of rotation
 RESTORED = "restored"
 ROLLED_BACK = "rolled_back"
 LEFT_OUT = "left_out_of_rotation"

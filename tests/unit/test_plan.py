@@ -239,3 +239,8 @@ def test_only_batch_leaders_ask_and_only_when_the_policy_says_so():
     paused = [dict(r, on_threshold="pause") for r in quiet]
     failed = {0: {STAGE: "success", FINAL: "failed"}}
     assert "failure threshold" in plan.needs_confirmation(paused[1], failed)
+
+
+def test_a_host_that_could_not_be_staged_fails_the_run():
+    ok, summary = plan.run_verdict([{"outcome": plan.RELEASED}, {"outcome": plan.NOT_STAGED}])
+    assert not ok and "not_staged=1" in summary
