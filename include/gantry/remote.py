@@ -8,6 +8,13 @@ Layout on a host, under the app's ``install_root``:
 
 Exit codes carry meaning: EXIT_CHECKSUM and EXIT_NOT_FOUND are deterministic failures
 (no retry); anything else non-zero may be transient.
+
+Every value that is not the script's own text (version, address, URL, paths, and what a host
+reported, such as the version it runs now) reaches the shell ``shlex.quote``d, as a word of its
+own: never inside a double-quoted string, where ``$(...)`` and backticks would still run.
+Messages that mix values with shell variables are ``printf`` calls with a constant format.
+The app's ``start_command`` and ``stop_command`` are the exception: they are commands, written
+by whoever owns the configuration, and run as such.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ def _in_root(app: AppConfig, body: str) -> str:
 
 def probe_script(app: AppConfig, address: str, expect_version: str | None = None) -> str:
     """Prints three lines: current version, process state, HTTP health (and version)."""
-    base = f"http://{address}:{app.port}"
+    base = f"http://{address}:{int(app.port)}"
     version_check = ""
     if expect_version and app.version_path:
         version_check = (f"\nserved=$(curl -fsS -m 3 {quote(base + app.version_path)} 2>/dev/null || true)\n"
@@ -50,43 +57,44 @@ def stage_script(app: AppConfig, version: str, url: str, sha256: str) -> str:
     retry or a second run finds either nothing or a complete, verified release."""
     pkg = app.package_name(version)
     rel = f"releases/{version}"
+    download = f'"$tmp"/{quote(pkg)}'
     if app.package_kind == "tar.gz":
-        unpack = f'tar -xzf "$tmp/{pkg}" -C "$tmp/release"'
+        unpack = f'tar -xzf {download} -C "$tmp/release"'
     else:  # jar/war are started as-is by the app's start command
-        unpack = f'cp "$tmp/{pkg}" "$tmp/release/"'
+        unpack = f'cp {download} "$tmp/release/"'
     return _in_root(app, f"""mkdir -p releases
 if [ -f {quote(rel)}/.gantry-sha256 ] && [ "$(cat {quote(rel)}/.gantry-sha256)" = {quote(sha256)} ]; then
-  echo "release {version} already staged and verified"; exit 0
+  echo {quote(f"release {version} already staged and verified")}; exit 0
 fi
 tmp=$(mktemp -d releases/.staging-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/release"
-code=$(curl -sS -o "$tmp/{pkg}" -w '%{{http_code}}' --retry 2 -m {int(app.timeouts.command)} {quote(url)})
-if [ "$code" = 404 ]; then echo "package not found: {url}" >&2; exit {EXIT_NOT_FOUND}; fi
+code=$(curl -sS -o {download} -w '%{{http_code}}' --retry 2 -m {int(app.timeouts.command)} {quote(url)})
+if [ "$code" = 404 ]; then echo {quote(f"package not found: {url}")} >&2; exit {EXIT_NOT_FOUND}; fi
 [ "$code" = 200 ] || {{ echo "download failed with HTTP $code" >&2; exit 1; }}
-actual=$(sha256sum "$tmp/{pkg}" | cut -d' ' -f1)
+actual=$(sha256sum {download} | cut -d' ' -f1)
 if [ "$actual" != {quote(sha256)} ]; then
-  echo "sha256 mismatch for {pkg}: expected {sha256}, got $actual" >&2; exit {EXIT_CHECKSUM}
+  printf 'sha256 mismatch for %s: expected %s, got %s\\n' {quote(pkg)} {quote(sha256)} "$actual" >&2; exit {EXIT_CHECKSUM}
 fi
 {unpack}
 echo {quote(sha256)} > "$tmp/release/.gantry-sha256"
 rm -rf {quote(rel)}
 mv "$tmp/release" {quote(rel)}
-echo "staged {pkg} ($actual) into $(pwd)/{rel}\"""")
+printf 'staged %s (%s) into %s/%s\\n' {quote(pkg)} "$actual" "$(pwd)" {quote(rel)}""")
 
 
 def restart_script(app: AppConfig, version: str) -> str:
     """Stop what runs now with its own stop command, switch ``current`` atomically, start."""
     rel = f"releases/{version}"
-    return _in_root(app, f"""[ -d {quote(rel)} ] || {{ echo "release {version} is not staged" >&2; exit {EXIT_NOT_FOUND}; }}
+    return _in_root(app, f"""[ -d {quote(rel)} ] || {{ printf 'release %s is not staged\\n' {quote(version)} >&2; exit {EXIT_NOT_FOUND}; }}
 prev=$({current_version()})
 if [ -n "$prev" ] && [ -d current ]; then
-  echo "stopping $prev: {app.stop_command}"
+  printf 'stopping %s: %s\\n' "$prev" {quote(app.stop_command)}
   (cd current && {app.stop_command})
 fi
 ln -sfn {quote(rel)} current.gantry-new && mv -T current.gantry-new current
-mkdir -p shared && echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) {version}" >> shared/gantry-releases.log
-echo "current -> {rel}; starting: {app.start_command}"
+mkdir -p shared && printf '%s %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" {quote(version)} >> shared/gantry-releases.log
+printf 'current -> %s; starting: %s\\n' {quote(rel)} {quote(app.start_command)}
 cd current && {app.start_command}""")
 
 
@@ -94,16 +102,17 @@ def drain_script(app: AppConfig, address: str, timeout: float, settle_checks: in
     """Wait until no TCP connection to the app's port is established, seen ``settle_checks``
     times in a row 0.2 s apart, or until ``timeout``. Works for any app: no cooperation needed."""
     steps = max(1, int(timeout / 0.2))
+    member = f"{address}:{int(app.port)}"
     return f"""set -u
 quiet=0
 for i in $(seq 1 {steps}); do
-  n=$(ss -Htn state established src {quote(address)}:{app.port} | wc -l)
+  n=$(ss -Htn state established src {quote(member)} | wc -l)
   if [ "$n" -eq 0 ]; then quiet=$((quiet+1)); else quiet=0; fi
-  if [ "$quiet" -ge {settle_checks} ]; then echo "drained: no connections to {address}:{app.port}"; exit 0; fi
+  if [ "$quiet" -ge {int(settle_checks)} ]; then echo {quote(f"drained: no connections to {member}")}; exit 0; fi
   [ $((i % 10)) -eq 1 ] && echo "in flight: $n connection(s)"
   sleep 0.2
 done
-echo "drain timeout after {timeout:g}s with $n connection(s) still open" >&2
+echo "drain timeout after {float(timeout):g}s with $n connection(s) still open" >&2
 exit 0"""
 
 
@@ -123,12 +132,14 @@ def previous_version(history: list[str], current: str | None) -> str | None:
 
 def cleanup_script(app: AppConfig, keep: int, protect: list[str]) -> str:
     """Delete the oldest release directories beyond ``keep``; never ``current`` or ``protect``."""
-    keep_set = " ".join(quote(p) for p in protect if p)
+    # Each protected version is a quoted case pattern of its own, which matches literally.
+    # (A quoted word inside a double-quoted string would not be quoted at all.)
+    kept = "|".join(['"$cur"', *(quote(p) for p in protect if p)])
     return _in_root(app, f"""cur=$({current_version()})
 n=0
 for r in $(ls -1t releases | grep -v '^\\.'); do
   n=$((n+1))
   [ "$n" -le {int(keep)} ] && continue
-  case " $cur {keep_set} " in *" $r "*) continue ;; esac
+  case "$r" in {kept}) continue ;; esac
   rm -rf "releases/$r" && echo "removed old release $r"
 done""")
