@@ -35,11 +35,12 @@ def _in_root(app: AppConfig, body: str) -> str:
     return f"set -eu\ncd {quote(app.install_root)}\n{body}"
 
 
-def probe_script(app: AppConfig, address: str, expect_version: str | None = None) -> str:
-    """Prints three lines: current version, process state, HTTP health (and version)."""
+def probe_script(app: AppConfig, address: str, expect_version: str | None = None, served: bool = False) -> str:
+    """Prints three lines: current version, process state, HTTP health (and the version served,
+    when a version is expected or ``served`` asks for it)."""
     base = f"http://{address}:{int(app.port)}"
     version_check = ""
-    if expect_version and app.version_path:
+    if (expect_version or served) and app.version_path:
         version_check = (f"\nserved=$(curl -fsS -m 3 {quote(base + app.version_path)} 2>/dev/null || true)\n"
                          "echo \"served=$served\"")
     return _in_root(app, f"""echo "current=$({current_version()})"
@@ -58,6 +59,8 @@ def stage_script(app: AppConfig, version: str, url: str, sha256: str) -> str:
     pkg = app.package_name(version)
     rel = f"releases/{version}"
     download = f'"$tmp"/{quote(pkg)}'
+    # The digest is read from stdin: for a file name with a newline or a backslash, sha256sum
+    # would escape the name and put a backslash before the digest.
     if app.package_kind == "tar.gz":
         unpack = f'tar -xzf {download} -C "$tmp/release"'
     else:  # jar/war are started as-is by the app's start command
@@ -72,7 +75,7 @@ mkdir "$tmp/release"
 code=$(curl -sS -o {download} -w '%{{http_code}}' --retry 2 -m {int(app.timeouts.command)} {quote(url)})
 if [ "$code" = 404 ]; then echo {quote(f"package not found: {url}")} >&2; exit {EXIT_NOT_FOUND}; fi
 [ "$code" = 200 ] || {{ echo "download failed with HTTP $code" >&2; exit 1; }}
-actual=$(sha256sum {download} | cut -d' ' -f1)
+actual=$(sha256sum < {download} | cut -d' ' -f1)
 if [ "$actual" != {quote(sha256)} ]; then
   printf 'sha256 mismatch for %s: expected %s, got %s\\n' {quote(pkg)} {quote(sha256)} "$actual" >&2; exit {EXIT_CHECKSUM}
 fi
@@ -135,9 +138,10 @@ def cleanup_script(app: AppConfig, keep: int, protect: list[str]) -> str:
     # Each protected version is a quoted case pattern of its own, which matches literally.
     # (A quoted word inside a double-quoted string would not be quoted at all.)
     kept = "|".join(['"$cur"', *(quote(p) for p in protect if p)])
+    # One name per line, read as is: a name is never split into words or expanded as a glob.
     return _in_root(app, f"""cur=$({current_version()})
 n=0
-for r in $(ls -1t releases | grep -v '^\\.'); do
+ls -1t releases | grep -v '^\\.' | while IFS= read -r r; do
   n=$((n+1))
   [ "$n" -le {int(keep)} ] && continue
   case "$r" in {kept}) continue ;; esac
