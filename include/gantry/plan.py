@@ -2,17 +2,37 @@
 when a batch may start, and what each host's outcome is. No Airflow, no network."""
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Iterable, Mapping, Sequence
 
+# The patterns serve the plain-Python checks below and the trigger forms' JSON schema alike
+# (gantry.params), so a value the form accepts is one the run accepts. jsonschema matches them
+# with Python's re.search, where "$" also matches before a final newline; "(?!\n)" closes that
+# gap (in ECMA-262, which the schema standard names, the lookahead changes nothing).
+#
 # Versions end up in paths and shell commands on hosts: letters, digits, dot, dash,
-# underscore and plus only, starting with a letter or digit.
-VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$"
-HOST_NAME_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,252}$"
-BATCH_PLAN_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?%?(\s*,\s*[0-9]+(\.[0-9]+)?%?)*\s*$"
+# underscore and plus only, starting with a letter or digit, never "..".
+VERSION_PATTERN = r"^(?!.*\.\.)[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$(?!\n)"
+HOST_NAME_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,252}$(?!\n)"
+# An amount of hosts: a count (1, 2, ...) or a percentage of the hosts in (0%, 100%]. Zero, a
+# leading zero ("05") and anything above 100% mean nothing a rollout can do and are refused.
+# Fractions of a percent are kept: "0.5%" of 1,000 hosts is 5 (a percentage rounds up, to at
+# least one host).
+_COUNT = r"[1-9][0-9]{0,5}"
+_PERCENT = r"(?:100(?:\.0+)?|[1-9][0-9]?(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)%"
+_AMOUNT = rf"(?:{_COUNT}|{_PERCENT})"
+AMOUNT_PATTERN = rf"^\s*{_AMOUNT}\s*$"
+# A batch plan: one amount (fixed batches of that size) or cumulative steps "1, 25%, 100%".
+BATCH_PLAN_PATTERN = rf"^\s*{_AMOUNT}(?:\s*,\s*{_AMOUNT})*\s*$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _HOST_RE = re.compile(HOST_NAME_PATTERN)
+_AMOUNT_RE = re.compile(AMOUNT_PATTERN)
+_SSH_PORT_RE = re.compile(r"[0-9]{1,5}")
+AMOUNT_RULE = "a count of hosts (1, 2, ...) or a percentage in (0%, 100%] such as 25% or 0.5%"
 
 
 class PlanError(ValueError):
@@ -20,9 +40,19 @@ class PlanError(ValueError):
 
 
 def validate_version(version: str) -> str:
-    if not isinstance(version, str) or not _VERSION_RE.match(version) or ".." in version:
-        raise PlanError(f"invalid version {version!r}: must match {VERSION_PATTERN} without '..'")
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
+        raise PlanError(f"invalid version {version!r}: up to 64 letters, digits, '.', '_', '+' or '-', "
+                        "starting with a letter or digit, without '..' (no spaces or shell metacharacters)")
     return version
+
+
+def _is_address(text: str) -> bool:
+    """An IP address or a DNS name: what SSH, the load balancer's upstream and the health check get."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(_HOST_RE.fullmatch(text))
 
 
 @dataclass(frozen=True)
@@ -33,19 +63,42 @@ class Host:
 
     @classmethod
     def from_record(cls, record: Mapping) -> "Host":
-        name = str(record["name"])
-        if not _HOST_RE.match(name):
-            raise PlanError(f"CMDB host name {name!r} is not a valid host name")
-        return cls(name=name, address=str(record["address"]), ssh_port=int(record.get("ssh_port", 22)))
+        """A host from a CMDB record ``{name, address, ssh_port}``. Names and addresses go into SSH
+        connections, silences, registry keys and the load balancer's configuration: anything but a
+        plain host name or address is refused here, before any host is touched."""
+        if not isinstance(record, Mapping):
+            raise PlanError(f"CMDB record {record!r} is not a mapping of name, address and ssh_port")
+        missing = [key for key in ("name", "address") if record.get(key) in (None, "")]
+        if missing:
+            raise PlanError(f"CMDB record {dict(record)!r} has no {' and no '.join(missing)}")
+        name, address, port = record["name"], record["address"], record.get("ssh_port", 22)
+        if isinstance(name, bool) or not isinstance(name, (str, int)) or not _HOST_RE.fullmatch(str(name)):
+            raise PlanError(f"CMDB host name {name!r} is not a valid host name: letters, digits, '.', '-' "
+                            "and '_' only, starting with a letter or digit (no spaces or shell metacharacters)")
+        if not isinstance(address, str) or not _is_address(address):
+            raise PlanError(f"CMDB host {name}: address {address!r} is not an IP address or a DNS name")
+        if isinstance(port, bool) or not _SSH_PORT_RE.fullmatch(str(port)) or not 0 < int(port) < 65536:
+            raise PlanError(f"CMDB host {name}: ssh_port {port!r} is not a TCP port (1-65535)")
+        return cls(name=str(name), address=address, ssh_port=int(port))
 
 
 def select_hosts(hosts: Sequence[Host], subset: Iterable[str] | None) -> list[Host]:
     """Keep CMDB order; a requested host the CMDB does not know is an error, not a silent no-op."""
     if not hosts:
-        raise PlanError("the CMDB returned no hosts for this app and environment")
+        raise PlanError("the CMDB returned no hosts for this app and environment: nothing to release; "
+                        "check that the CMDB lists the app's hosts there")
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
-        raise PlanError(f"the CMDB lists a host twice: {sorted(n for n in names if names.count(n) > 1)}")
+        raise PlanError(f"the CMDB lists a host twice: {sorted({n for n in names if names.count(n) > 1})}; "
+                        "fix the CMDB: each host must appear once")
+    # Two names for one instance would put it into two batches, or restart it twice at once.
+    endpoints = [(h.address, h.ssh_port) for h in hosts]
+    shared = sorted({f"{a}:{p}" for a, p in endpoints if endpoints.count((a, p)) > 1})
+    if shared:
+        raise PlanError(f"the CMDB lists the same address under two host names: {shared}; "
+                        "fix the CMDB: each instance must appear once")
+    if isinstance(subset, str):
+        raise PlanError(f"hosts must be a list of host names, not the text {subset!r}")
     wanted = list(subset or [])
     if not wanted:
         return list(hosts)
@@ -62,21 +115,51 @@ def plan_batches(host_count: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, host_count))) for i in range(0, host_count, batch_size)]
 
 
+def validate_amount(spec: str | int, what: str) -> str:
+    """``spec`` as text, when it is a count or a percentage (``AMOUNT_PATTERN``)."""
+    text = str(spec).strip()
+    if isinstance(spec, bool) or not _AMOUNT_RE.match(text):
+        raise PlanError(f"{what} {spec!r} is not {AMOUNT_RULE}")
+    return text
+
+
 def _amount(spec: str | int, total: int, what: str) -> int:
     """A count ("3", 3) or a percentage of ``total`` ("25%", rounded up, at least 1)."""
-    text = str(spec).strip()
-    try:
-        if text.endswith("%"):
-            pct = float(text[:-1])
-            if not 0 < pct <= 100:
-                raise ValueError
-            return max(1, -(-int(pct * total) // 100))  # ceil without float rounding surprises
-        value = int(text)
-        if value < 1:
-            raise ValueError
-        return value
-    except ValueError:
-        raise PlanError(f"{what} {spec!r} is not a positive count or a percentage in (0, 100]") from None
+    text = validate_amount(spec, what)
+    if text.endswith("%"):  # exact: 33.5% of 3 hosts is 1.005, so 2 hosts, not 1
+        return max(1, math.ceil(Fraction(text[:-1]) * total / 100))
+    return int(text)
+
+
+def _steps(spec: str | int | Sequence[str | int]) -> list[str | int] | None:
+    """The steps of a cumulative plan, or None for a single batch size."""
+    if isinstance(spec, str) and "," in spec:
+        steps = [p.strip() for p in spec.split(",")]
+        if "" in steps:
+            raise PlanError(f"batch plan {spec!r} has an empty step; write it like \"1, 25%, 100%\"")
+        return steps
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise PlanError("an empty batch plan")
+        return list(spec)
+    return None
+
+
+def validate_batch_plan(spec: str | int | Sequence[str | int]) -> str | int | Sequence[str | int]:
+    """Refuse a plan that is wrong whatever the number of hosts: a step that is not an amount,
+    or steps that shrink (counts or percentages among themselves; a count against a percentage
+    depends on the hosts, and ``parse_batch_plan`` decides it)."""
+    steps = _steps(spec)
+    if steps is None:
+        validate_amount(spec, "batch size")
+        return spec
+    texts = [validate_amount(s, "batch step") for s in steps]
+    for kind in (lambda t: not t.endswith("%"), lambda t: t.endswith("%")):
+        values = [Fraction(t.rstrip("%")) for t in texts if kind(t)]
+        if any(b < a for a, b in zip(values, values[1:])):
+            raise PlanError(f"batch plan {spec!r} must not shrink: each step is the number of hosts "
+                            "released once that batch is done, so steps grow, e.g. \"1, 25%, 100%\"")
+    return spec
 
 
 def parse_batch_plan(spec: str | int | Sequence[str | int], host_count: int) -> list[list[int]]:
@@ -89,17 +172,13 @@ def parse_batch_plan(spec: str | int | Sequence[str | int], host_count: int) -> 
       every host, so ``1, 50%`` means canary, half, then the rest. Steps that round to the
       same number of hosts collapse into one batch.
     """
-    if isinstance(spec, str) and "," in spec:
-        steps = [s for s in (p.strip() for p in spec.split(",")) if s]
-    elif isinstance(spec, (list, tuple)):
-        steps = list(spec)
-    else:
+    steps = _steps(spec)
+    if steps is None:
         return plan_batches(host_count, _amount(spec, host_count, "batch size"))
-    if not steps:
-        raise PlanError("an empty batch plan")
     raw = [_amount(s, host_count, "batch step") for s in steps]
     if any(b < a for a, b in zip(raw, raw[1:])):
-        raise PlanError(f"batch plan {steps!r} must not shrink (hosts after each step: {raw})")
+        raise PlanError(f"batch plan {steps!r} must not shrink (hosts after each step on {host_count} "
+                        f"host(s): {raw}); each step is the number of hosts released once it is done")
     # On few hosts, steps can round to the same count: those collapse ("1, 10%" of 5 is one step).
     targets = sorted({min(t, host_count) for t in raw})
     if targets[-1] < host_count:

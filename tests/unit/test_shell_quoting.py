@@ -145,8 +145,6 @@ def test_cmdb_host_names_with_shell_characters_are_refused(payload):
             "hosts"].schema)
 
 
-@pytest.mark.xfail(strict=True, reason="plan's patterns end in '$', which also matches before a final newline; "
-                              "the scripts quote such a value anyway (the tests below)")
 @pytest.mark.parametrize("check", ["version", "version form", "host name"])
 def test_a_trailing_newline_is_refused(check):
     if check == "version":
