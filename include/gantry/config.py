@@ -4,11 +4,14 @@ Plain Python: DAG files read it at parse time (a local file, no network), operat
 """
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, field
+import re
+import types
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -121,42 +124,223 @@ class GantryConfig:
             raise ConfigError(f"unknown environment {name!r}; configured: {sorted(self.environments)}") from None
 
 
-def _app(name: str, raw: dict[str, Any]) -> AppConfig:
-    raw = dict(raw)
-    timeouts = Timeouts(**raw.pop("timeouts", {}))
-    migrations = raw.pop("migrations", None)
-    cfg = AppConfig(name=name, timeouts=timeouts, migrations=Migrations(**migrations) if migrations else None, **raw)
+# Names become DAG ids, Connection ids, URL paths and registry keys.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TOP_LEVEL_KEYS = ("apps", "environments", "inventory")
+WINDOW_KEYS = ("timezone", "days", "hours", "freeze", "outside")
+CMDB_ADAPTERS = ("inventory", "http")
+# What each required app key is for: a missing one is named with its purpose.
+REQUIRED_APP_KEYS = {
+    "package": "the package's file name in the artifact repository, e.g. demo-{version}.tar.gz",
+    "install_root": "the absolute directory on each host that holds releases/ and current",
+    "port": "the TCP port the app serves on (health checks, load balancer, drain)",
+    "start_command": "the command, run in the release directory, that starts the app",
+    "stop_command": "the command, run in the release directory, that stops the app gracefully",
+    "pid_file": "the file the app writes its process id to (health checks)",
+}
+# Numbers that must be above zero, or at least zero.
+POSITIVE = {"port", "startup", "command", "silence_minutes", "keep_releases", "approval_timeout_minutes"}
+NOT_NEGATIVE = {"drain", "quiet_period", "bake_seconds", "soak_minutes", "retries", "retry_delay_seconds"}
+
+
+def _mapping(raw: Any, where: str) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__} {raw!r}")
+    return raw
+
+
+def _check_keys(raw: dict, known: Iterable[str], where: str) -> None:
+    known = list(known)
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"{where}: unknown key {key!r}; {hint}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if get_origin(hint) in (Union, types.UnionType):
+        return any(_fits(value, h) for h in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if get_origin(hint) is tuple:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    if hint is dict or get_origin(hint) is dict:
+        return isinstance(value, dict)
+    return True  # nested sections are checked on their own
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_describe(h) for h in get_args(hint))
+    return {type(None): "empty", bool: "true or false", int: "a whole number", float: "a number",
+            str: "text", dict: "a mapping"}.get(hint, "a list of text" if get_origin(hint) is tuple else str(hint))
+
+
+def _check_values(raw: dict, cls: type, where: str) -> None:
+    """Types from the dataclass's annotations, and the ranges numbers must be in."""
+    hints = get_type_hints(cls)
+    for key, value in raw.items():
+        if not _fits(value, hints[key]):
+            raise ConfigError(f"{where}.{key}: {value!r} is not {_describe(hints[key])}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key in POSITIVE and value <= 0 or key in NOT_NEGATIVE and value < 0:
+                raise ConfigError(f"{where}.{key}: {value!r} must be {'above' if key in POSITIVE else 'at least'} 0")
+    if "port" in raw and not raw["port"] < 65536:
+        raise ConfigError(f"{where}.port: {raw['port']!r} is not a TCP port (1-65535)")
+
+
+def _section(raw: Any, cls: type, where: str, exclude: tuple[str, ...] = ()) -> dict:
+    raw = _mapping(raw, where)
+    _check_keys(raw, (f.name for f in fields(cls) if f.name not in exclude), where)
+    _check_values(raw, cls, where)
+    return dict(raw)
+
+
+def _template(text: str, where: str, **names: str) -> None:
+    """A setting with placeholders must name only the ones it is given."""
+    try:
+        text.format(**names)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{where}: {text!r} may use only {', '.join('{%s}' % n for n in names)} "
+                          f"as placeholders ({type(exc).__name__}: {exc})") from None
+
+
+def _name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"{where}: name {name!r} must be up to 64 letters, digits, '_' or '-', "
+                          "starting with a letter or digit")
+    return name
+
+
+def _app(name: str, raw: Any) -> AppConfig:
+    where = f"apps.{name}"
+    raw = _mapping(raw, where)
+    _check_keys(raw, (f.name for f in fields(AppConfig) if f.name != "name"), where)
+    nested = {key: raw.get(key) for key in ("timeouts", "migrations")}
+    raw = {k: v for k, v in raw.items() if k not in nested}
+    _check_values(raw, AppConfig, where)
+    for key, purpose in REQUIRED_APP_KEYS.items():
+        if key not in raw:
+            raise ConfigError(f"{where}: {key} is missing: {purpose}")
+        if isinstance(raw[key], str) and not raw[key].strip():
+            raise ConfigError(f"{where}.{key} is empty: {purpose}")
+    timeouts = Timeouts(**_section(nested["timeouts"], Timeouts, f"{where}.timeouts"))
+    migrations = nested["migrations"]
+    if migrations is not None:
+        migrations = Migrations(**_section(migrations, Migrations, f"{where}.migrations"))
+        _template(migrations.connection, f"{where}.migrations.connection", app=name, env="test")
+    _template(raw["package"], f"{where}.package", version="1.0.0")
+    cfg = AppConfig(name=name, timeouts=timeouts, migrations=migrations, **raw)
     cfg.package_kind  # validate early
     if not cfg.install_root.startswith("/") or "'" in cfg.install_root:
         raise ConfigError(f"app {name}: install_root must be an absolute path")
     return cfg
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
-    apps = {name: _app(name, a) for name, a in (raw.get("apps") or {}).items()}
-    envs = {}
-    for name, e in (raw.get("environments") or {}).items():
-        e = {k: (str(v) if k in ("batches", "max_unavailable", "failure_threshold") and v is not None else v)
-             for k, v in (e or {}).items()}
-        for key in ("approvers", "notify"):
-            if key in e:
-                e[key] = tuple(e[key] or ())
-        if e.get("on_threshold", "halt") not in ("halt", "pause"):
-            raise ConfigError(f"environment {name}: on_threshold must be 'halt' or 'pause'")
-        envs[name] = EnvironmentConfig(name=name, **e)
-    if not apps or not envs:
-        raise ConfigError("configuration needs at least one app and one environment")
+def _window(raw: Any, where: str) -> dict | None:
+    """A release window, refused when it is not one ``gantry.windows`` reads as meant."""
+    from gantry.windows import DAYS, ReleaseWindow, WindowError
+
+    if raw is None:
+        return None
+    raw = _mapping(raw, where)
+    _check_keys(raw, WINDOW_KEYS, where)
+    for key in ("days", "hours", "freeze"):
+        if key in raw and not isinstance(raw[key], list):
+            raise ConfigError(f"{where}.{key}: expected a list, got {raw[key]!r}")
+        if key in ("days", "hours") and key in raw and not raw[key]:
+            raise ConfigError(f"{where}.{key} is empty: the window would never open")
+    for day in raw.get("days", []):
+        if not isinstance(day, str) or day.strip().lower()[:3] not in DAYS or len(day.strip()) < 3:
+            raise ConfigError(f"{where}.days: {day!r} is not a weekday ({', '.join(DAYS)})")
+    for hours in raw.get("hours", []):
+        if not isinstance(hours, str) or hours.count("-") != 1:
+            raise ConfigError(f"{where}.hours: {hours!r} is not a time range like \"10:00-16:00\"")
+    try:
+        ReleaseWindow.from_config(raw)
+    except (WindowError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return raw
+
+
+def _environment(name: str, raw: Any) -> EnvironmentConfig:
+    from gantry.plan import PlanError, validate_amount, validate_batch_plan
+
+    where = f"environments.{name}"
+    e = _mapping(raw, where)
+    _check_keys(e, (f.name for f in fields(EnvironmentConfig) if f.name != "name"), where)
+    # YAML reads `batches: 2` as a number; the plan is text either way.
+    e = {k: (str(v) if k in ("batches", "max_unavailable", "failure_threshold") and isinstance(v, int)
+             and not isinstance(v, bool) else v) for k, v in e.items()}
+    _check_values(e, EnvironmentConfig, where)
+    try:
+        if "batches" in e:
+            validate_batch_plan(e["batches"])
+        for key in ("max_unavailable", "failure_threshold"):
+            if e.get(key) is not None:
+                validate_amount(e[key], key)
+    except PlanError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    for key in ("approvers", "notify"):
+        if key in e:
+            e[key] = tuple(e[key] or ())
+    if e.get("on_threshold", "halt") not in ("halt", "pause"):
+        raise ConfigError(f"{where}.on_threshold must be 'halt' or 'pause', not {e['on_threshold']!r}")
+    if e.get("cmdb", "inventory") not in CMDB_ADAPTERS:
+        raise ConfigError(f"{where}.cmdb must be one of {', '.join(CMDB_ADAPTERS)}, not {e['cmdb']!r}")
+    if "lb_pool" in e:
+        _template(e["lb_pool"], f"{where}.lb_pool", app="demo", env=name)
+    e["window"] = _window(e.get("window"), f"{where}.window")
+    return EnvironmentConfig(name=name, **e)
+
+
+def _check_chain(envs: dict[str, EnvironmentConfig]) -> None:
+    """References name configured environments, and never lead back where they started: a cycle of
+    promote_to would promote forever, one of upstream could never be entered."""
     for e in envs.values():
         for ref in ("upstream", "promote_to"):
-            if getattr(e, ref) and getattr(e, ref) not in envs:
-                raise ConfigError(f"environment {e.name}: unknown {ref} {getattr(e, ref)!r}")
+            target = getattr(e, ref)
+            if target is not None and target not in envs:
+                raise ConfigError(f"environments.{e.name}.{ref}: unknown environment {target!r}; "
+                                  f"configured: {', '.join(envs)}")
+        if e.auto_promote and not e.promote_to:
+            raise ConfigError(f"environments.{e.name}: auto_promote needs promote_to (where to promote next)")
         if e.scheduled_release and not e.window:
-            raise ConfigError(f"environment {e.name}: scheduled_release needs a window to open")
-        from gantry.windows import ReleaseWindow, WindowError
-        try:
-            ReleaseWindow.from_config(e.window)
-        except WindowError as exc:
-            raise ConfigError(f"environment {e.name}: window: {exc}") from exc
+            raise ConfigError(f"environments.{e.name}: scheduled_release needs a window to open")
+    for ref in ("promote_to", "upstream"):
+        for first in envs:
+            path, here = [first], getattr(envs[first], ref)
+            while here is not None:
+                path.append(here)
+                if here == first:
+                    raise ConfigError(f"environments: {ref} forms a cycle: {' -> '.join(path)}")
+                if path.count(here) > 1:
+                    break  # a cycle that does not pass through ``first``: reported from its own members
+                here = getattr(envs[here], ref)
+
+
+def parse_config(raw: Any, base_dir: Path) -> GantryConfig:
+    raw = _mapping(raw, "top level")
+    _check_keys(raw, TOP_LEVEL_KEYS, "top level")
+    apps = {_name(name, "apps"): _app(name, a) for name, a in _mapping(raw.get("apps"), "apps").items()}
+    envs = {_name(name, "environments"): _environment(name, e)
+            for name, e in _mapping(raw.get("environments"), "environments").items()}
+    if not apps or not envs:
+        raise ConfigError("configuration needs at least one app (apps:) and one environment (environments:)")
+    _check_chain(envs)
+    if not isinstance(raw.get("inventory", ""), str):
+        raise ConfigError(f"inventory: {raw['inventory']!r} is not a file name")
     # GANTRY_INVENTORY: an inventory file kept elsewhere (the local fleet writes its own).
     inventory = os.environ.get("GANTRY_INVENTORY") or base_dir / raw.get("inventory", "inventory.yaml")
     return GantryConfig(apps=apps, environments=envs, inventory_path=Path(inventory))
@@ -165,9 +349,22 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GantryConfig:
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> GantryConfig:
     p = Path(path)
-    return parse_config(yaml.safe_load(p.read_text()) or {}, p.parent)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    try:
+        return parse_config(raw, p.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
 
 
 def load_config(path: str | os.PathLike | None = None) -> GantryConfig:
+    """The configuration, read again when the file changes. Every mistake in it is a ConfigError
+    naming the file and the key: a DAG file that loads it fails to import, and no run starts."""
     p = Path(path or os.environ.get("GANTRY_CONFIG") or DEFAULT_PATH)
-    return _load(str(p), p.stat().st_mtime)
+    try:
+        mtime = p.stat().st_mtime
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such configuration file (GANTRY_CONFIG names another one)") from None
+    return _load(str(p), mtime)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 from gantry.config import EnvironmentConfig, GantryConfig
-from gantry.plan import BATCH_PLAN_PATTERN, HOST_NAME_PATTERN, VERSION_PATTERN
+from gantry.plan import AMOUNT_PATTERN, BATCH_PLAN_PATTERN, HOST_NAME_PATTERN, VERSION_PATTERN
 
-AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?%?$"
+# Ten characters once leading and trailing blanks are set aside: a reason someone can read later.
+REASON_PATTERN = r"\S[\s\S]{8,}\S"
 
 
 def app_param(config: GantryConfig) -> Param:
@@ -25,12 +26,13 @@ def rollout_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, Pa
     the environment's rollout policy."""
     return {
         "app": app_param(config),
-        "hosts": Param([], type="array", items={"type": "string", "pattern": HOST_NAME_PATTERN},
+        "hosts": Param([], type="array", items={"type": "string", "pattern": HOST_NAME_PATTERN}, uniqueItems=True,
                        title="Hosts (optional)",
                        description="Release only these CMDB hosts, one per line. Empty: all hosts."),
         "batches": Param(None, type=["null", "string"], pattern=BATCH_PLAN_PATTERN, title="Batch plan (optional)",
                          description="A batch size (\"2\") or cumulative steps, canary first "
-                                     f"(\"1, 25%, 100%\"). Default for {env.name}: {env.batches}."),
+                                     "(\"1, 25%, 100%\"); counts from 1, percentages above 0 and up to "
+                                     f"100%. Default for {env.name}: {env.batches}."),
         "failure_threshold": Param(None, type=["null", "string"], pattern=AMOUNT_PATTERN,
                                    title="Failure threshold (optional)",
                                    description="Failed hosts (count or %) that halt the rollout. "
@@ -45,7 +47,7 @@ def rollout_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, Pa
                               title="When the failure threshold is reached (optional)",
                               description=f"halt, or pause and ask a human. Default for {env.name}: "
                                           f"{env.on_threshold}."),
-        "emergency_reason": Param(None, type=["null", "string"], minLength=10, maxLength=500,
+        "emergency_reason": Param(None, type=["null", "string"], minLength=10, maxLength=500, pattern=REASON_PATTERN,
                                   title="Emergency override reason (optional)",
                                   description="Release outside the window or during a freeze. The reason is "
                                               "recorded in the ledger and shown in the run."),
