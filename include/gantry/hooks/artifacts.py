@@ -1,6 +1,7 @@
 """The artifact repository over HTTP: ``<app>/<version>/<file>`` and ``<file>.sha256``."""
 from __future__ import annotations
 
+import hashlib
 import re
 
 import requests
@@ -22,9 +23,9 @@ class ArtifactRepositoryHook(HttpHook):
         # Hosts may reach the repository under another address than the workers do.
         self.host_base_url = self.get_connection(artifacts_conn_id).extra_dejson.get("host_base_url")
 
-    def _get(self, endpoint: str, method: str = "GET") -> requests.Response:
+    def _get(self, endpoint: str, method: str = "GET", stream: bool = False) -> requests.Response:
         self.method = method
-        return self.run(endpoint, extra_options={"timeout": 10, "check_response": False})
+        return self.run(endpoint, extra_options={"timeout": 10, "check_response": False, "stream": stream})
 
     def checksum(self, app: str, version: str, filename: str) -> str:
         package = self._get(f"/{app}/{version}/{filename}", method="HEAD")
@@ -35,15 +36,30 @@ class ArtifactRepositoryHook(HttpHook):
         if resp.status_code == 404:
             raise ArtifactNotFound(f"{app} {version}: {filename}.sha256 is missing; refusing an unverifiable package")
         resp.raise_for_status()
-        match = re.match(r"^([0-9a-f]{64})\b", resp.text.strip())
+        # As sha256sum writes it: the digest, optionally followed by blanks and the file name.
+        match = re.fullmatch(r"([0-9a-fA-F]{64})(?:\s+\*?\S.*)?", resp.text.strip())
         if not match:
-            raise ArtifactNotFound(f"{app} {version}: {filename}.sha256 is not a sha256 checksum")
-        return match.group(1)
+            raise ArtifactNotFound(f"{app} {version}: {filename}.sha256 is not a sha256 checksum (64 hex digits, "
+                                   f"as sha256sum writes them): {resp.text[:100]!r}; republish the checksum")
+        return match.group(1).lower()
+
+    def verify_package(self, app: str, version: str, filename: str, sha256: str) -> None:
+        """Hash the package as it streams in, without keeping it: a package that does not match its
+        checksum is refused here, on the worker, instead of by each host."""
+        resp = self._get(f"/{app}/{version}/{filename}", stream=True)
+        with resp:
+            if resp.status_code == 404:
+                raise ArtifactNotFound(f"{app} {version}: {filename} is not in the artifact repository")
+            resp.raise_for_status()
+            digest = hashlib.sha256()
+            for chunk in resp.iter_content(chunk_size=1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            raise ArtifactNotFound(f"{app} {version}: sha256 mismatch for {filename}: expected {sha256}, got "
+                                   f"{digest.hexdigest()}; the package is not the one its checksum was made for")
 
     def download(self, app: str, version: str, filename: str, sha256: str) -> bytes:
         """The package, verified against ``sha256`` (for work done on the worker, e.g. migrations)."""
-        import hashlib
-
         resp = self._get(f"/{app}/{version}/{filename}")
         if resp.status_code == 404:
             raise ArtifactNotFound(f"{app} {version}: {filename} is not in the artifact repository")

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 class VerifyArtifactOperator(BaseOperator):
     """Checks, before any host is touched, that the version exists in the artifact
-    repository and its checksum is readable. Returns ``{filename, url, sha256}``."""
+    repository, its checksum is readable and, for an app without schema migrations, that the
+    package matches it. Returns ``{filename, url, sha256}``."""
 
     template_fields: Sequence[str] = ("app", "version")
     ui_color = "#e8f4fd"
@@ -39,6 +40,10 @@ class VerifyArtifactOperator(BaseOperator):
         repo = artifact_repository()
         try:
             sha256 = repo.checksum(app.name, version, filename)
+            # migrate_database downloads and verifies the package of an app with migrations before
+            # any host; for any other app this is the check that keeps a tampered package off them.
+            if app.migrations is None:
+                repo.verify_package(app.name, version, filename, sha256)
         except ArtifactNotFound as exc:
             raise AirflowFailException(f"{exc}. No host was touched.") from exc
         url = repo.package_url(app.name, version, filename)
