@@ -47,8 +47,9 @@ class ThrowawaySSHD:
         config.write_text(fleetctl.SSHD_CONFIG.format(
             address=ADDRESS, port=port, host_key=host_key, authorized_keys=authorized_keys) + "StrictModes no\n")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
+        self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+                                     stdout=self._log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             if self.proc.poll() is not None:
@@ -73,6 +74,7 @@ class ThrowawaySSHD:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        self._log_file.close()
 
 
 @pytest.fixture
@@ -137,8 +139,10 @@ def test_a_host_whose_key_changed_is_refused(monkeypatch, tmp_path, keys, sshd_w
     changed = sshd_with(keys["other"])
     assert changed.port == sshd.port
     again = hook(monkeypatch, tmp_path, keys, changed.port, [recorded_line.format(port=changed.port)])
+    ran = tmp_path / "ran"
     with pytest.raises(paramiko.BadHostKeyException) as refused:
-        again.run("touch /tmp/gantry-must-not-exist", timeout=10)
+        again.run(f"touch {ran}", timeout=10)
+    assert not ran.exists()
     assert refused.value.key.get_base64() == keys["other_pub"].split()[1]
     assert refused.value.expected_key.get_base64() == keys["recorded_pub"].split()[1]
     assert changed.accepted_logins() == 0, "refused before authenticating: no command could run"
