@@ -1,6 +1,6 @@
 """No secret the fleet configured appears in any Airflow log file.
 
-Named to run after the other end-to-end tests of the session, so that it reads the logs of
+Named to run after the other end-to-end tests of the same pytest run, so that it reads the logs of
 every promotion, rollback, approval and failure they caused. It only reads.
 
 What counts as a secret is collected from where the fleet configures it, not listed here: the
