@@ -172,6 +172,19 @@ def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     ({"app": "nope", "version": "1.1.0"}, "is not one of"),
     ({"app": "demo", "version": "1.1.0", "hosts": ["a b"]}, "does not match"),
     ({"app": "demo", "version": "1.1.0", "batches": "1; reboot"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0\n"}, "does not match"),
+    ({"app": "demo", "version": "1..2"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "hosts": ["test-demo-01", "test-demo-01"]}, "has non-unique elements"),
+    ({"app": "demo", "version": "1.1.0", "batches": "0"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "batches": "150%"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "batches": "0%"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "batches": "1, , 100%"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "failure_threshold": "0"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "failure_threshold": "101%"}, "does not match"),
+    ({"app": "demo", "version": "1.1.0", "bake_seconds": -1}, "is less than the minimum of 0"),
+    ({"app": "demo", "version": "1.1.0", "on_threshold": "stop"}, "is not one of"),
+    ({"app": "demo", "version": "1.1.0", "emergency_reason": "hotfix"}, "is too short"),
+    ({"app": "demo", "version": "1.1.0", "emergency_reason": " " * 12}, "does not match"),
 ])
 def test_invalid_params_are_refused_at_trigger(airflow, conf, message):
     resp = airflow.trigger(DAG, conf)
