@@ -3,7 +3,9 @@ at ``/gantry``. Every route requires an authenticated Airflow user (the same JWT
 own API: ``Authorization: Bearer`` or the UI's session cookie); plugin apps are not protected
 by Airflow unless they ask for it.
 
-    GET /gantry/ledger/status[?app=APP]          what version runs in each environment, since when
+    GET /gantry/ledger/status[?app=APP]          what version runs in each environment, since when,
+                                                 the last attempt if it did not succeed everywhere,
+                                                 and the hosts seen on anything else (drift)
     GET /gantry/ledger/history/{app}/{env}       every release attempt, newest first
     GET /gantry/ledger/queue/{env}               versions queued for the environment's window
 """
@@ -47,7 +49,7 @@ def create_app() -> FastAPI:
     @app.get("/ledger/status")
     def status(app_name: str | None = Query(None, alias="app")) -> list[dict]:
         _known(app=app_name)
-        return [c.as_dict() for c in _ledger().current(app_name)]
+        return _ledger().where(app_name)
 
     @app.get("/ledger/history/{app_name}/{environment}")
     def history(app_name: str, environment: str, limit: int = Query(50, ge=1, le=1000)) -> list[dict]:

@@ -1,6 +1,6 @@
 """What runs where, and the history of an app in an environment, from the release ledger.
 
-    ./gantry ledger status [APP]
+    ./gantry ledger status [APP]              what runs where; hosts that differ (drift) below
     ./gantry ledger history APP ENV [--limit N]
     ./gantry ledger queue ENV                 versions approved for the environment's next window
 """
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     ledger = adapters.ledger()
     if a.command == "status":
-        return _show([c.as_dict() for c in ledger.current(a.app)], a.json, lambda r: (
-            f"{r['app']:12s} {r['environment']:10s} {r['version']:20s} since {r['since']} ({r['by']})"))
+        return _show(ledger.where(a.app), a.json, _status_line)
     if a.command == "queue":
         return _show(ledger.queue(a.environment, a.limit), a.json, lambda r: (
             f"{r['queued_at']:%Y-%m-%d %H:%M:%S} #{r['id']:<5d} {r['app']:12s} {r['version']:18s} "
@@ -44,6 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         + (f", approved by {r['approved_by']}" if r["approved_by"] else "")
         + (f", OVERRIDE: {r['override_reason']}" if r["override_reason"] else "")
         + (f" - {r['message']}" if r["message"] else "")))
+
+
+def _status_line(r: dict) -> str:
+    """An environment's version from the ledger, then the last attempt if it did not succeed
+    everywhere, then every host seen differing from it (drift)."""
+    line = (f"{r['app']:12s} {r['environment']:10s} {r['version'] or '-':20s} "
+            + (f"since {r['since']} ({r['by']})" if r["version"] else "no release succeeded on every host"))
+    if a := r.get("last_attempt"):
+        line += f"\n{'':24s} last attempt: {a['kind']} {a['version']} {a['status']} - {a['message']}"
+    for h in r["drift"]:
+        line += (f"\n{'':24s} DRIFT {h['host']}: serves {h['version'] or '?'}"
+                 + ("" if h["healthy"] is not False else ", unhealthy")
+                 + ("" if h["in_rotation"] is not False else ", OUT OF ROTATION")
+                 + f" (seen {h['observed_at']} by {h['observed_by']})")
+    return line
 
 
 def _show(rows: list[dict], as_json: bool, line: Callable[[dict], str]) -> int:

@@ -336,14 +336,31 @@ LEFT_OUT = "left_out_of_rotation"
 
 
 
-def run_verdict(outcomes: Sequence[Mapping]) -> tuple[bool, str]:
-    """The run succeeds when every host was released or deliberately skipped as unhealthy."""
+# The ledger's verdict on a release run.
+SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
+# Outcomes that mean "this host was deliberately left as it was", not that something broke.
+LEFT_AS_IT_WAS = (SKIPPED_UNHEALTHY,)
+
+
+def run_verdict(outcomes: Sequence[Mapping], cmdb_hosts: Sequence[str] | None = None) -> tuple[str, str, list[str]]:
+    """The run's status, a summary, and the CMDB hosts that did not get the version.
+
+    ``succeeded`` only when every host the CMDB lists (``cmdb_hosts``; default: the planned
+    ones) was released: only then does the environment run the version, verified for the next
+    one. ``partial`` when every planned host was released or deliberately left as it was
+    (unhealthy before the release) but some CMDB host did not get the version (skipped, or not
+    in a ``hosts`` subset). ``failed`` when a host failed, or when no host was released at all.
+    """
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
-    bad = [o for o in outcomes if o["outcome"] not in (RELEASED, SKIPPED_UNHEALTHY)]
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    return (not bad and bool(outcomes)), summary
+    released = {o["host"] for o in outcomes if o["outcome"] == RELEASED}
+    everyone = list(cmdb_hosts) if cmdb_hosts is not None else [o["host"] for o in outcomes]
+    missing = [h for h in everyone if h not in released]
+    if not released or any(o["outcome"] not in (RELEASED, *LEFT_AS_IT_WAS) for o in outcomes):
+        return FAILED, summary or "no host was released", missing
+    return (PARTIAL if missing else SUCCEEDED), summary, missing
 
 
 def render_plan(app: str, environment: str, version: str, records: Sequence[Mapping], steps: Sequence[str]) -> str:

@@ -113,11 +113,15 @@ def test_tampered_artifact_stops_before_any_host(baseline, airflow, fleet):
     assert "1.3.0" not in result.stdout, "an unverified package must not be left as a release"
 
 
-def test_unhealthy_host_is_skipped_and_reported(baseline, airflow, fleet):
+def test_unhealthy_host_is_skipped_and_the_ledger_says_partial_not_verified(baseline, airflow, fleet):
+    from gantry.hooks.ledger import LedgerHook
+
+    ledger = LedgerHook()
     sick = baseline["hosts"][2]
     subprocess.run(fleet.ssh_cmd(sick) + ["cd /srv/gantry/demo/current && bin/stop.sh"], check=True,
                    capture_output=True)
-    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0"})
+    # Auto-promotion on: a release that did not reach every host must not start the next one.
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "auto_promote": True})
     assert state == "success"
     report = outcomes(airflow, run_id, tis)
     assert report[sick["name"]]["outcome"] == "skipped_unhealthy"
@@ -126,6 +130,27 @@ def test_unhealthy_host_is_skipped_and_reported(baseline, airflow, fleet):
     assert after["versions"][sick["name"]] is None, "the unhealthy host was left as it was"
     assert {v for h, v in after["versions"].items() if h != sick["name"]} == {"1.1.0"}
     assert_all_in_rotation(after)
+    # The ledger tells the truth: partial, naming the host; not verified; not promoted.
+    row = ledger.history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"], row["version"]) == (run_id, "partial", "1.1.0")
+    assert f"not on 1.1.0: {sick['name']}" in row["message"]
+    assert "1.1.0" not in [c.version for c in ledger.current("demo", "test") if c.run_id == run_id]
+    assert tis[("promote_staging", -1)]["state"] == "skipped"
+    assert "the release here is partial" in airflow.log(DAG, run_id, "promote_staging")
+    where = {r["environment"]: r for r in ledger.where("demo")}["test"]
+    assert where["last_attempt"]["status"] == "partial"
+    assert sick["name"] in {h["host"] for h in where["drift"] if h["healthy"] is False}
+
+    # Every host unhealthy: nothing was released, and that is a failure, not a success.
+    for host in baseline["hosts"]:
+        subprocess.run(fleet.ssh_cmd(host) + ["cd /srv/gantry/demo/current && bin/stop.sh || true"], check=True,
+                       capture_output=True)
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.2.0", "auto_promote": True})
+    assert state == "failed"
+    assert set(host_states(tis, "precheck_and_stage").values()) == {"skipped"}
+    row = ledger.history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"]) == (run_id, "failed")
+    assert tis[("promote_staging", -1)]["state"] == "upstream_failed"
 
 
 def test_release_that_never_becomes_healthy_is_rolled_back(baseline, airflow, fleet):
@@ -206,3 +231,8 @@ def test_host_subset_releases_only_those_hosts(baseline, airflow):
     versions = fleet_state()["versions"]
     assert versions.pop("test-demo-02") == "1.1.0"
     assert set(versions.values()) == {BASELINE}
+    from gantry.hooks.ledger import LedgerHook
+
+    row = LedgerHook().history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"], row["scope"]) == (run_id, "partial", "partial")
+    assert "test-demo-01" in row["message"] and "test-demo-02" not in row["message"].split("not on")[1]

@@ -100,11 +100,33 @@ def test_task_sdk_states_are_grouped_by_map_index():
                                  12: {"host.precheck_and_stage": "failed"}}
 
 
-def test_run_verdict():
-    ok, summary = plan.run_verdict([{"outcome": "released"}, {"outcome": "skipped_unhealthy"}])
-    assert ok and summary == "released=1, skipped_unhealthy=1"
-    assert not plan.run_verdict([{"outcome": "released"}, {"outcome": "rolled_back"}])[0]
-    assert not plan.run_verdict([])[0]
+def _o(host, outcome):
+    return {"host": host, "outcome": outcome}
+
+
+def test_a_run_succeeds_only_when_every_cmdb_host_got_the_version():
+    status, summary, missing = plan.run_verdict([_o("a", plan.RELEASED), _o("b", plan.RELEASED)])
+    assert (status, summary, missing) == (plan.SUCCEEDED, "released=2", [])
+
+
+def test_a_skipped_unhealthy_host_makes_the_run_partial_and_is_named():
+    status, summary, missing = plan.run_verdict([_o("a", plan.RELEASED), _o("b", plan.SKIPPED_UNHEALTHY)])
+    assert (status, summary, missing) == (plan.PARTIAL, "released=1, skipped_unhealthy=1", ["b"])
+
+
+def test_a_host_subset_is_partial_even_when_every_chosen_host_was_released():
+    status, _, missing = plan.run_verdict([_o("b", plan.RELEASED)], cmdb_hosts=["a", "b", "c"])
+    assert (status, missing) == (plan.PARTIAL, ["a", "c"])
+
+
+def test_a_run_that_released_no_host_fails():
+    assert plan.run_verdict([_o("a", plan.SKIPPED_UNHEALTHY), _o("b", plan.SKIPPED_UNHEALTHY)])[0] == plan.FAILED
+    assert plan.run_verdict([])[0] == plan.FAILED
+
+
+def test_any_failed_host_fails_the_run():
+    status, _, missing = plan.run_verdict([_o("a", plan.RELEASED), _o("b", plan.ROLLED_BACK)])
+    assert (status, missing) == (plan.FAILED, ["b"])
 
 
 def test_render_plan_lists_every_host_with_its_batch():
@@ -242,5 +264,5 @@ def test_only_batch_leaders_ask_and_only_when_the_policy_says_so():
 
 
 def test_a_host_that_could_not_be_staged_fails_the_run():
-    ok, summary = plan.run_verdict([{"outcome": plan.RELEASED}, {"outcome": plan.NOT_STAGED}])
-    assert not ok and "not_staged=1" in summary
+    status, summary, _ = plan.run_verdict([_o("a", plan.RELEASED), _o("b", plan.NOT_STAGED)])
+    assert status == plan.FAILED and "not_staged=1" in summary

@@ -36,7 +36,15 @@ SCHEMA = [
         dag_id text NOT NULL, run_id text NOT NULL, release_run_id text,
         queued_at timestamptz NOT NULL DEFAULT now(), decided_at timestamptz,
         UNIQUE (dag_id, run_id))""",
+    # What each host was last seen running, and whether it was healthy and in rotation: written
+    # by every release (for the hosts it touched) and by the reconciler (for every host).
+    """CREATE TABLE IF NOT EXISTS gantry_host (
+        app text NOT NULL, environment text NOT NULL, host text NOT NULL,
+        version text, healthy boolean, in_rotation boolean, silenced boolean,
+        observed_at timestamptz NOT NULL DEFAULT now(), observed_by text, note text,
+        PRIMARY KEY (app, environment, host))""",
 ]
+NEWEST_TABLE = "gantry_host"  # the schema is created (or completed) while this one is missing
 
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
@@ -77,7 +85,7 @@ class LedgerHook(BaseHook):
             with self._engine.begin() as conn:
                 # Concurrent "CREATE ... IF NOT EXISTS" can still collide in PostgreSQL (unique
                 # violation in pg_type), and DDL locks tables: create the schema once, serialized.
-                if conn.execute(sa.text("SELECT to_regclass('gantry_queue')")).scalar() is None:
+                if conn.execute(sa.text(f"SELECT to_regclass('{NEWEST_TABLE}')")).scalar() is None:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
                     for ddl in SCHEMA:
                         conn.execute(sa.text(ddl))
@@ -128,7 +136,82 @@ class LedgerHook(BaseHook):
                 "approved_by=COALESCE(:ab, approved_by), ended_at=now() WHERE dag_id=:d AND run_id=:r"),
                 {"s": status, "m": message, "h": json.dumps(hosts), "ab": approved_by, "d": dag_id, "r": run_id})
 
+    def abandon(self, dag_id: str, run_id: str, message: str) -> bool:
+        """Close a claim whose run ended without reporting (killed, marked failed by hand):
+        the environment is free again. False when the claim was not running any more."""
+        with self.engine().begin() as conn:
+            return conn.execute(sa.text(
+                "UPDATE gantry_release SET status='aborted', message=:m, ended_at=now() "
+                "WHERE dag_id=:d AND run_id=:r AND status='running'"), {"m": message, "d": dag_id, "r": run_id}
+            ).rowcount > 0
+
+    def observe(self, app: str, environment: str, observations: list[dict], observed_by: str) -> None:
+        """Record what hosts were seen running: ``{host, version, healthy, in_rotation, silenced,
+        note}`` each (a missing field keeps what was known)."""
+        with self.engine().begin() as conn:
+            for o in observations:
+                conn.execute(sa.text(
+                    "INSERT INTO gantry_host (app, environment, host, version, healthy, in_rotation, silenced, "
+                    "observed_by, note) VALUES (:a, :e, :h, :v, :hl, :ir, :si, :by, :n) "
+                    "ON CONFLICT (app, environment, host) DO UPDATE SET "
+                    "version=COALESCE(EXCLUDED.version, gantry_host.version), "
+                    "healthy=COALESCE(EXCLUDED.healthy, gantry_host.healthy), "
+                    "in_rotation=COALESCE(EXCLUDED.in_rotation, gantry_host.in_rotation), "
+                    "silenced=COALESCE(EXCLUDED.silenced, gantry_host.silenced), "
+                    "observed_at=now(), observed_by=EXCLUDED.observed_by, note=EXCLUDED.note"),
+                    {"a": app, "e": environment, "h": o["host"], "v": o.get("version"), "hl": o.get("healthy"),
+                     "ir": o.get("in_rotation"), "si": o.get("silenced"), "by": observed_by, "n": o.get("note")})
+
     # -------------------------------------------------------------- reading
+    def running(self) -> list[dict]:
+        """Releases the ledger believes are in progress."""
+        return self._rows("SELECT * FROM gantry_release WHERE status='running' ORDER BY started_at")
+
+    def hosts(self, app: str | None = None, environment: str | None = None) -> list[dict]:
+        """What each host was last seen running (see ``observe``)."""
+        return self._rows("SELECT * FROM gantry_host WHERE (:a IS NULL OR app=:a) AND (:e IS NULL OR environment=:e) "
+                          "ORDER BY app, environment, host", a=app, e=environment)
+
+    def released_hosts(self, app: str, environment: str) -> set[str]:
+        """Hosts some release of the app in the environment brought to a version."""
+        return {r["host"] for r in self._rows(
+            "SELECT DISTINCT h->>'host' AS host FROM gantry_release, jsonb_array_elements(hosts) h "
+            "WHERE app=:a AND environment=:e AND jsonb_typeof(hosts)='array' AND h->>'outcome'='released'",
+            a=app, e=environment)}
+
+    def last_reconcile(self, app: str, environment: str) -> dict | None:
+        rows = self._rows("SELECT * FROM gantry_release WHERE app=:a AND environment=:e AND kind='reconcile' "
+                          "AND status <> 'running' ORDER BY started_at DESC LIMIT 1", a=app, e=environment)
+        return rows[0] if rows else None
+
+    def where(self, app: str | None = None) -> list[dict]:
+        """What runs where: per app and environment the ledger's version (the last release that
+        succeeded on every host), the last attempt when it did not, and every host seen on
+        another version, unhealthy or out of rotation (drift)."""
+        believed = {(c.app, c.environment): c for c in self.current(app)}
+        last = {(r["app"], r["environment"]): r for r in self._rows(
+            "SELECT DISTINCT ON (app, environment) app, environment, kind, version, status, message, run_id, "
+            "ended_at FROM gantry_release WHERE status <> 'running' AND kind <> 'reconcile' "
+            "AND (:a IS NULL OR app=:a) ORDER BY app, environment, ended_at DESC NULLS LAST", a=app)}
+        seen: dict[tuple[str, str], list[dict]] = {}
+        for h in self.hosts(app):
+            seen.setdefault((h["app"], h["environment"]), []).append(h)
+        rows = []
+        for key in sorted(set(believed) | set(last) | set(seen)):
+            c, attempt = believed.get(key), last.get(key)
+            row = c.as_dict() if c else {"app": key[0], "environment": key[1], "version": None, "since": None,
+                                         "by": None, "run_id": None}
+            if attempt and (not c or attempt["run_id"] != c.run_id):
+                row["last_attempt"] = {k: (v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else v)
+                                       for k, v in attempt.items() if k not in ("app", "environment")}
+            row["drift"] = [
+                {"host": h["host"], "version": h["version"], "healthy": h["healthy"], "in_rotation": h["in_rotation"],
+                 "observed_at": h["observed_at"].isoformat(timespec="seconds"), "observed_by": h["observed_by"]}
+                for h in seen.get(key, [])
+                if h["version"] != row["version"] or h["healthy"] is False or h["in_rotation"] is False]
+            rows.append(row)
+        return rows
+
     def current(self, app: str | None = None, environment: str | None = None) -> list[Current]:
         """What runs in each environment: the latest release that succeeded on all hosts."""
         rows = self._rows(

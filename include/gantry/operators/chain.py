@@ -75,7 +75,8 @@ class CheckGatesOperator(BaseOperator):
     """Gates between environments, decided before anything is touched:
 
     - verified upstream: the version succeeded on every host of the upstream environment and is
-      still what runs there (a version rolled back upstream does not pass);
+      still what runs there (a version rolled back upstream does not pass, nor one that a host
+      was seen drifting from since - by the reconciler or a later partial release);
     - soak time: it has been running there for at least ``soak_minutes``;
     - auto-promotion never re-releases a version that was deliberately rolled back here.
     Returns the evidence, which the approver sees."""
@@ -104,6 +105,13 @@ class CheckGatesOperator(BaseOperator):
                 raise AirflowFailException(
                     f"{self.app} {self.version} has not passed {env.upstream}: it must succeed there on every "
                     f"host first (running in {env.upstream}: {up[0].version if up else 'nothing recorded'})")
+            drifted = [h for h in ledger.hosts(self.app, env.upstream) if h["observed_at"] >= up[0].since
+                       and (h["version"] != self.version or h["healthy"] is False or h["in_rotation"] is False)]
+            if drifted:
+                raise AirflowFailException(
+                    f"{self.app} {self.version} no longer runs on every host of {env.upstream}: " + "; ".join(
+                        f"{h['host']} seen {h['observed_at']:%Y-%m-%d %H:%M:%S} on {h['version']} "
+                        f"(healthy={h['healthy']}, in rotation={h['in_rotation']})" for h in drifted))
             soaked = dt.datetime.now(dt.timezone.utc) - up[0].since
             need = dt.timedelta(minutes=env.soak_minutes)
             if soaked < need:
@@ -120,13 +128,16 @@ class CheckGatesOperator(BaseOperator):
 
 class PromoteNextOperator(TriggerDagRunOperator):
     """After a full, successful release, starts the next environment's promotion of the same
-    version. The next run checks its own gates (and will not undo a deliberate rollback)."""
+    version. The next run checks its own gates (and will not undo a deliberate rollback).
+    ``report_task_id`` returns the release's ledger status: only ``succeeded`` (every CMDB host
+    runs the version) promotes."""
 
     template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "app", "version", "auto_promote",
                                       "hosts", "dry_run")
 
     def __init__(self, *, app: str, version: str, next_environment: str, default: bool, auto_promote: Any = None,
-                 hosts: Any = None, dry_run: Any = False, queue: bool = False, **kwargs) -> None:
+                 hosts: Any = None, dry_run: Any = False, queue: bool = False, report_task_id: str = "report",
+                 **kwargs) -> None:
         # An environment released at its window openings gets the version queued (after its
         # gates and approval), not released at once.
         self.queue = queue
@@ -134,6 +145,7 @@ class PromoteNextOperator(TriggerDagRunOperator):
                          wait_for_completion=False, **kwargs)
         self.app, self.version, self.next_environment = app, version, next_environment
         self.default, self.auto_promote, self.hosts, self.dry_run = default, auto_promote, hosts, dry_run
+        self.report_task_id = report_task_id
 
     def execute(self, context: Context) -> Any:
         enabled = self.default if self.auto_promote is None else bool(self.auto_promote)
@@ -141,6 +153,11 @@ class PromoteNextOperator(TriggerDagRunOperator):
             raise AirflowSkipException("no auto-promotion: " + (
                 "disabled for this environment/run" if not enabled else "dry run" if self.dry_run
                 else "only some hosts were released"))
+        report = context["ti"].xcom_pull(task_ids=self.report_task_id) or {}
+        if report.get("status") != plan.SUCCEEDED:
+            raise AirflowSkipException(
+                f"no auto-promotion: the release here is {report.get('status', 'unknown')}"
+                + (f" ({', '.join(report['missing'])} did not get {self.version})" if report.get("missing") else ""))
         self.conf = {"app": self.app, "version": self.version, "auto": True}
         if not self.queue:
             self.conf["auto_promote"] = self.auto_promote

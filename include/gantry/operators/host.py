@@ -115,10 +115,12 @@ class HostOperator(BaseOperator):
             ok = ok and probe.get("current") == version and probe.get("served", version) == version
         return ok
 
-    def outcome(self, context: Context, outcome: str, reason: str, steps: StepLog) -> dict:
-        """The host's line in the run report (pushed before the task ends, whatever its state)."""
+    def outcome(self, context: Context, outcome: str, reason: str, steps: StepLog,
+                serving: str | None = None) -> dict:
+        """The host's line in the run report (pushed before the task ends, whatever its state);
+        ``serving`` is the release the host runs now, as far as this step knows."""
         record = {"host": self.host["name"], "batch": self.host["batch"], "outcome": outcome, "reason": reason,
-                  "steps": steps.table}
+                  "serving": serving, "steps": steps.table}
         context["ti"].xcom_push(key=XCOM_OUTCOME, value=record)
         self.log.info("%s: %s - %s", record["host"], outcome, reason)
         return record
@@ -146,7 +148,7 @@ class PrecheckAndStageOperator(HostOperator):
         current = probe.get("current") or None
         if not self.is_healthy(probe):
             self.outcome(context, plan.SKIPPED_UNHEALTHY, f"unhealthy before the release (process="
-                         f"{probe.get('process')}, health={probe.get('health')}); left as it was", step)
+                         f"{probe.get('process')}, health={probe.get('health')}); left as it was", step, serving=current)
             raise AirflowSkipException(f"{name}: unhealthy before the release; left as it was")
         artifact = self.artifact
         try:
@@ -163,7 +165,8 @@ class PrecheckAndStageOperator(HostOperator):
                 if not result.ok:
                     raise RuntimeError(f"staging failed ({result.exit_code}): {result.stderr.strip()}")
         except Exception as exc:
-            self.outcome(context, plan.NOT_STAGED, f"staging failed, never taken out of rotation: {exc}", step)
+            self.outcome(context, plan.NOT_STAGED, f"staging failed, never taken out of rotation: {exc}", step,
+                         serving=current)
             raise
         return {"current": current, "steps": step.table}
 
@@ -277,11 +280,12 @@ class OfflineRestartOnlineOperator(HostOperator):
             # Already on the version (a retry, or released before): only make sure it is back.
             with step("online"):
                 self._online()
-            return self.outcome(context, plan.RELEASED, f"already running {self.version}, in rotation", step)
+            return self.outcome(context, plan.RELEASED, f"already running {self.version}, in rotation", step,
+                                serving=self.version)
         if not self.is_healthy(probe):
             if context["ti"].try_number == 1:
                 return self.outcome(context, plan.SKIPPED_UNHEALTHY, f"became unhealthy before its batch "
-                                    f"({probe}); left as it was", step)
+                                    f"({probe}); left as it was", step, serving=probe.get("current") or None)
             # A later try: an earlier one may have died between offline and online. Every step
             # below is idempotent, so the cycle runs again and ends with the host back in rotation.
             self.log.warning("%s is unhealthy on try %d: running the whole cycle again", name,
@@ -320,7 +324,7 @@ class OfflineRestartOnlineOperator(HostOperator):
             self._online()
         with step("clean up old releases"):
             self._cleanup(previous)
-        return self.outcome(context, plan.RELEASED, f"{previous} -> {self.version}", step)
+        return self.outcome(context, plan.RELEASED, f"{previous} -> {self.version}", step, serving=self.version)
 
     def _restore(self, context: Context, step: StepLog, previous: str | None, why: str) -> dict:
         """Back to the previous release and into rotation; the task then fails with the reason."""
@@ -338,12 +342,12 @@ class OfflineRestartOnlineOperator(HostOperator):
         outcome = plan.ROLLED_BACK if running == self.version else plan.RESTORED
         if not healthy:
             reason = f"{why}; {target} is not healthy either: LEFT OUT OF ROTATION and silenced, needs a human"
-            self.outcome(context, plan.LEFT_OUT, reason, step)
+            self.outcome(context, plan.LEFT_OUT, reason, step, serving=target)
             raise AirflowFailException(f"{name}: {reason}")
         with step("online"):
             self._online()
         self.outcome(context, outcome, f"{why}; {'rolled back to' if outcome == plan.ROLLED_BACK else 'still on'} "
-                     f"{target}, back in rotation", step)
+                     f"{target}, back in rotation", step, serving=target)
         if outcome == plan.ROLLED_BACK:  # the new release itself is bad: retrying would not help
             raise AirflowFailException(f"{name}: {why}; rolled back, back in rotation on {target}")
         # Never switched (a transient fault before the restart): back in rotation, and Airflow's

@@ -14,6 +14,8 @@ from gantry.operators.host import app_config as _app_config
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+XCOM_CMDB_HOSTS = "cmdb_hosts"
+
 
 def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artifact: dict) -> list[str]:
     """Every step a host goes through, with the concrete values, for logs and dry runs."""
@@ -106,7 +108,8 @@ class CollectHostsOperator(BaseOperator):
         env = config.environment(self.environment)
         app = _app_config(self.app)
         try:
-            hosts = plan.select_hosts(cmdb(config, env).hosts(app.name, env.name), self.hosts)
+            listed = cmdb(config, env).hosts(app.name, env.name)
+            hosts = plan.select_hosts(listed, self.hosts)
             batch_plan = self.batches or env.batches
             batches = plan.parse_batch_plan(batch_plan, len(hosts))
             bound = plan.check_plan(batches, len(hosts), env.max_unavailable)
@@ -130,4 +133,7 @@ class CollectHostsOperator(BaseOperator):
             self.log.info("dry run: nothing was touched")
             return []
         self.log.info("each host: %s", " -> ".join(s.split(":")[0] for s in steps))
+        # The report needs every host the CMDB lists, not only the chosen ones: the environment
+        # runs the version only when all of them do.
+        context["ti"].xcom_push(key=XCOM_CMDB_HOSTS, value=[h.name for h in listed])
         return records

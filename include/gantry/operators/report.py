@@ -8,6 +8,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from gantry import plan
 from gantry.operators.host import XCOM_OUTCOME
+from gantry.operators.hosts import XCOM_CMDB_HOSTS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,13 +31,16 @@ def step_table(outcomes: Sequence[dict]) -> str:
 
 
 class ReleaseReportOperator(BaseOperator):
-    """Summarises every host's outcome and fails the run unless every host was released or
-    deliberately skipped as unhealthy. A host that recorded nothing (its task never ran, or
-    died) is reported as not started.
+    """Summarises every host's outcome and records the release in the ledger, which must match
+    the hosts: ``succeeded`` only when every host the CMDB lists got the version (only then is
+    it verified for the next environment); ``partial`` when hosts were left as they were
+    (unhealthy, or not in a ``hosts`` subset) - the run ends, the ledger names those hosts, and
+    nothing is promoted; ``failed`` (the task fails) when a host failed or no host was released.
+    A host that recorded nothing (its task never ran, or died) is reported as not started.
 
-    ``plan_task_id`` returns the planned hosts; ``host_task_ids`` push each host's outcome (the
-    later one wins); ``gate_task_ids`` are the checks before any host whose failure means the
-    release was refused rather than failed."""
+    ``plan_task_id`` returns the planned hosts (and pushes every CMDB host); ``host_task_ids``
+    push each host's outcome (the later one wins); ``gate_task_ids`` are the checks before any
+    host whose failure means the release was refused rather than failed."""
 
     template_fields: Sequence[str] = ("app", "version", "dry_run")
     ui_color = "#e8f4fd"
@@ -62,20 +66,39 @@ class ReleaseReportOperator(BaseOperator):
         if self.dry_run and not planned:
             self._ledger(context, "dry_run", "dry run: nothing was touched", [], approved_by)
             self.log.info("dry run of %s %s in %s: nothing was touched", self.app, self.version, self.environment)
-            return {"dry_run": True, "hosts": []}
-        ok, summary = plan.run_verdict(outcomes)
-        self.log.info("release %s %s in %s: %s\n%s", self.app, self.version, self.environment, summary,
+            return {"status": "dry_run", "dry_run": True, "hosts": []}
+        cmdb_hosts = ti.xcom_pull(task_ids=self.plan_task_id, key=XCOM_CMDB_HOSTS) if planned else None
+        status, summary, missing = plan.run_verdict(outcomes, cmdb_hosts)
+        self.log.info("release %s %s in %s: %s (%s)\n%s", self.app, self.version, self.environment, status, summary,
                       step_table(outcomes))
         hosts = [{k: v for k, v in o.items() if k != "steps"} for o in outcomes]
-        if ok:
-            self._ledger(context, "succeeded", summary, hosts, approved_by)
-            return {"summary": summary, "hosts": outcomes}
+        self._observe(outcomes, context["run_id"])
+        if status == plan.SUCCEEDED:
+            self._ledger(context, status, summary, hosts, approved_by)
+            return {"status": status, "summary": summary, "hosts": outcomes}
+        if status == plan.PARTIAL:
+            message = (f"{summary}; not on {self.version}: {', '.join(missing)} - the environment does not run "
+                       f"{self.version} on every host, so it is not verified for the next environment")
+            self._ledger(context, status, message, hosts, approved_by)
+            self.log.warning("PARTIAL release: %s", message)
+            return {"status": status, "summary": summary, "missing": missing, "hosts": outcomes}
         stopped_at = [] if planned else self._failed_gates(context)
-        status = "refused" if stopped_at else "failed"
-        message = f"stopped at {stopped_at[0]}" if stopped_at else summary or "no host was released"
+        status = "refused" if stopped_at else plan.FAILED
+        message = f"stopped at {stopped_at[0]}" if stopped_at else summary
         self._ledger(context, status, message, hosts, approved_by)
         raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
                                    f"complete: {message}")
+
+    def _observe(self, outcomes: Sequence[dict], run_id: str) -> None:
+        """What the release saw each host end on, for "what runs where" (drift)."""
+        from gantry import adapters
+
+        seen = [{"host": o["host"], "version": o["serving"],
+                 "healthy": o["outcome"] in (plan.RELEASED, plan.ROLLED_BACK, plan.RESTORED),
+                 "in_rotation": o["outcome"] != plan.LEFT_OUT, "note": o["outcome"]}
+                for o in outcomes if o.get("serving")]
+        if seen:
+            adapters.ledger().observe(self.app, self.environment, seen, observed_by=run_id)
 
     def _failed_gates(self, context: Context) -> list[str]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
