@@ -527,6 +527,15 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+        # A task whose process died (a killed worker) is declared dead and retried after this
+        # long without a heartbeat (default 300 s); its host may be out of rotation meanwhile.
+        # Supervisors heartbeat every 5 s ([workers] min_heartbeat_interval), so 45 s is nine
+        # missed beats: the cost is that a worker stalled that long (API server down, machine
+        # swapping) loses its task to a retry. See README, Faults.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "45",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # The reconciler's schedule (dags/gantry_reconcile.py); the test suite runs it on demand.
+        "GANTRY_RECONCILE_EVERY_MINUTES": os.environ.get("GANTRY_RECONCILE_EVERY_MINUTES", "5"),
         # A rollout is a long chain of short tasks: a shorter idle sleep cuts the gap between
         # one task's end and the next one's start (measured in benchmarks/rollout.py).
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",

@@ -77,3 +77,15 @@ def test_window_released_environment_has_queue_and_scheduled_dags():
     assert scheduled.timetable.environment == "prod" and scheduled.max_active_runs == 1
     assert scheduled.get_task("start_release").partial_kwargs["trigger_dag_id"] == "gantry_promote_prod"
     assert "gantry_queue_beta" not in bag.dags and "gantry_scheduled_test" not in bag.dags
+
+
+def test_the_reconciler_runs_every_few_minutes_and_on_demand_only_when_told(monkeypatch):
+    import datetime as dt
+
+    monkeypatch.delenv("GANTRY_RECONCILE_EVERY_MINUTES", raising=False)
+    dag = DagBag(str(REPO / "dags")).dags["gantry_reconcile"]
+    assert dag.timetable.delta == dt.timedelta(minutes=5)
+    assert [t.task_id for t in dag.topological_sort()] == ["observe_hosts", "reconcile_host", "report"]
+    assert dag.get_task("report").trigger_rule == "all_done"
+    monkeypatch.setenv("GANTRY_RECONCILE_EVERY_MINUTES", "0")
+    assert type(DagBag(str(REPO / "dags")).dags["gantry_reconcile"].timetable).__name__ == "NullTimetable"
