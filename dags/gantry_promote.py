@@ -12,8 +12,8 @@ from gantry.operators.migrations import MigrateDatabaseOperator
 from gantry.operators.report import ReleaseReportOperator
 from gantry.params import promotion_params
 from gantry.rollout import (
-    GATE_TASKS, HOST_TASKS, RESUME_RETRIES, ROLLOUT_PARAMS, approval_task, dags_to_build, release_dag_args,
-    release_each_host)
+    GATE_TASKS, HOST_TASKS, RESUME_RETRIES, ROLLOUT_PARAMS, VERSION, approval_task, dags_to_build,
+    release_dag_args, release_each_host)
 from gantry.sensors.release_window import ReleaseWindowSensor
 
 DOC = """
@@ -31,7 +31,7 @@ Use **dry_run** to print the exact plan without touching anything.
 
 config = load_config()
 for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: only its own DAG
-    release = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
+    release = {"app": "{{ params.app }}", "version": VERSION, "environment": env.name}
     with DAG(dag_id=dag_id, description=f"Promote an app version to {env.name}", doc_md=DOC.format(env=env.name),
              params=promotion_params(config, env), tags=["gantry", f"env:{env.name}", "promote"],
              **release_dag_args(env)) as dag:
@@ -42,7 +42,7 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
                                      override_reason="{{ params.emergency_reason }}",
                                      execution_timeout=dt.timedelta(days=14))
         artifact = VerifyArtifactOperator(task_id="verify_artifact", app="{{ params.app }}",
-                                          version="{{ params.version }}")
+                                          version=VERSION)
         migrate = MigrateDatabaseOperator(task_id="migrate_database", artifact=artifact.output, direction="up",
                                           dry_run="{{ params.dry_run }}", **release)
         hosts = CollectHostsOperator(task_id="collect_hosts", artifact=artifact.output, **ROLLOUT_PARAMS, **release)
@@ -60,5 +60,5 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
                 task_id=f"promote_{nxt.name}", next_environment=nxt.name, default=env.auto_promote,
                 queue=nxt.scheduled_release, auto_promote="{{ params.auto_promote }}",
                 hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
-                app="{{ params.app }}", version="{{ params.version }}")
+                app="{{ params.app }}", version=VERSION)
     globals()[dag_id] = dag

@@ -7,7 +7,7 @@ from airflow.sdk import DAG, chain
 from gantry.config import load_config
 from gantry.operators.chain import CheckGatesOperator, EnqueueReleaseOperator, TakeQueuedReleasesOperator
 from gantry.params import queue_params
-from gantry.rollout import approval_task, dag_defaults, dags_to_build
+from gantry.rollout import VERSION, approval_task, dag_defaults, dags_to_build
 from gantry.timetables import ReleaseWindowTimetable
 
 QUEUE_DOC = """
@@ -33,7 +33,7 @@ for env, dag_id in dags_to_build(config, "queue"):  # in a task's process: only 
     with DAG(dag_id=dag_id, description=f"Approve an app version now, release it at the next {env.name} window",
              doc_md=QUEUE_DOC.format(env=env.name), schedule=None, params=queue_params(config),
              tags=["gantry", f"env:{env.name}", "queue"], **dag_defaults(env)) as queue_dag:
-        version = {"app": "{{ params.app }}", "version": "{{ params.version }}", "environment": env.name}
+        version = {"app": "{{ params.app }}", "version": VERSION, "environment": env.name}
         approve = [approval_task(env, for_window=True)] if env.approval else []
         chain(CheckGatesOperator(task_id="check_gates", retries=0, **version), *approve,
               EnqueueReleaseOperator(task_id="enqueue", retries=1, **version,

@@ -13,7 +13,8 @@ from gantry.operators.migrations import MigrateDatabaseOperator
 from gantry.operators.report import ReleaseReportOperator
 from gantry.params import rollback_params
 from gantry.rollout import (
-    GATE_TASKS, HOST_TASKS, RESUME_RETRIES, ROLLOUT_PARAMS, dags_to_build, release_dag_args, release_each_host)
+    GATE_TASKS, HOST_TASKS, RESUME_RETRIES, ROLLOUT_PARAMS, VERSION, as_text, dags_to_build, release_dag_args,
+    release_each_host)
 from gantry.sensors.release_window import ReleaseWindowSensor
 
 DOC = """
@@ -26,13 +27,13 @@ the hosts are back on the old release (old code runs on the newer schema under e
 
 config = load_config()
 for env, dag_id in dags_to_build(config, "rollback"):  # in a task's process: only its own DAG
-    release = {"app": "{{ params.app }}", "version": "{{ ti.xcom_pull(task_ids='resolve_target') }}",
+    release = {"app": "{{ params.app }}", "version": as_text("ti.xcom_pull(task_ids='resolve_target')"),
                "environment": env.name}
     with DAG(dag_id=dag_id, description=f"Roll an app in {env.name} back", doc_md=DOC.format(env=env.name),
              params=rollback_params(config, env), tags=["gantry", f"env:{env.name}", "rollback"],
              **release_dag_args(env)) as dag:
         target = ResolveRollbackTargetOperator(task_id="resolve_target", app="{{ params.app }}",
-                                               version="{{ params.version }}", environment=env.name)
+                                               version=VERSION, environment=env.name)
         claim = ClaimReleaseOperator(task_id="claim_release", kind="rollback", hosts="{{ params.hosts }}",
                                      override_reason="{{ params.emergency_reason }}", retries=0, **release)
         window = ReleaseWindowSensor(task_id="release_window", environment=env.name, **RESUME_RETRIES,

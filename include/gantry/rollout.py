@@ -16,6 +16,18 @@ from gantry.notify import approval_notifiers, run_notifiers
 from gantry.operators.chain import ReleaseApprovalOperator
 from gantry.operators.host import OfflineRestartOnlineOperator, PrecheckAndStageOperator
 
+
+
+def as_text(expression: str) -> str:
+    """A template of ``expression`` that renders to the same string under the DAGs' native
+    rendering, which otherwise reads its output as a Python literal: version "1.10" would arrive
+    as the float 1.1 and "2" as the integer 2. The JSON string literal reads back as itself."""
+    return "{{ (%s) | tojson }}" % expression
+
+
+# The trigger form's version, as the operators take it (rollback: empty for "the previous one").
+VERSION = as_text("params.version or ''")
+
 HOSTS_GROUP = "host"
 PRECHECK_AND_STAGE = f"{HOSTS_GROUP}.precheck_and_stage"
 OFFLINE_RESTART_ONLINE = f"{HOSTS_GROUP}.offline_restart_online"

@@ -110,10 +110,12 @@ class CollectHostsOperator(BaseOperator):
         try:
             listed = cmdb(config, env).hosts(app.name, env.name)
             hosts = plan.select_hosts(listed, self.hosts)
-            batch_plan = self.batches or env.batches
+            # An unset override is None or "" (the form's empty field); anything else is a plan.
+            batch_plan = env.batches if self.batches in (None, "") else str(self.batches)
             batches = plan.parse_batch_plan(batch_plan, len(hosts))
             bound = plan.check_plan(batches, len(hosts), env.max_unavailable)
-            threshold = plan.failure_threshold(self.failure_threshold or env.failure_threshold, len(hosts))
+            threshold = plan.failure_threshold(
+                env.failure_threshold if self.failure_threshold in (None, "") else self.failure_threshold, len(hosts))
         except plan.PlanError as exc:
             raise AirflowFailException(f"{exc}. No host was touched.") from exc
         bake = float(env.bake_seconds if self.bake_seconds in (None, "") else self.bake_seconds)

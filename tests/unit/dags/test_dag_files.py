@@ -2,6 +2,7 @@
 import time
 from pathlib import Path
 
+import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 REPO = Path(__file__).resolve().parents[3]
@@ -89,3 +90,19 @@ def test_the_reconciler_runs_every_few_minutes_and_on_demand_only_when_told(monk
     assert dag.get_task("report").trigger_rule == "all_done"
     monkeypatch.setenv("GANTRY_RECONCILE_EVERY_MINUTES", "0")
     assert type(DagBag(str(REPO / "dags")).dags["gantry_reconcile"].timetable).__name__ == "NullTimetable"
+
+
+@pytest.mark.parametrize("version", ["1.10", "2", "1.1.0", "2.0.0-rc.1", "007"])
+def test_a_version_reaches_the_operators_as_the_same_string_under_native_rendering(version):
+    """The DAGs render natively (objects, not strings); a bare "{{ params.version }}" would turn
+    "1.10" into the float 1.1 and "2" into the integer 2."""
+    from airflow.sdk.definitions._internal.templater import NativeEnvironment
+
+    from gantry.rollout import VERSION, as_text
+
+    dag = DagBag(str(REPO / "dags")).dags["gantry_promote_test"]
+    assert dag.render_template_as_native_obj and dag.get_task("claim_release").version == VERSION
+    env = NativeEnvironment()
+    assert env.from_string(VERSION).render(params={"version": version}) == version
+    assert env.from_string(VERSION).render(params={"version": None}) == ""
+    assert env.from_string(as_text("v")).render(v=version) == version
