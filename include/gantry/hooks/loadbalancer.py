@@ -37,16 +37,23 @@ class NginxUpstreamHook(GantrySSHHook):
         f = quote(self._file(pool))
         pattern = re.escape(member).replace("/", r"\/")
         want = "" if enabled else " down"
+        state = "enabled" if enabled else "down"
+        # Every value is a shell word of its own (quoted), and messages go through printf with a
+        # fixed format: an address from the CMDB never becomes part of a command.
+        member_q, pool_q = quote(member), quote(pool)
+        is_member = quote(f"^[[:space:]]*server {pattern}( down)?;")
+        is_wanted = quote(f"^[[:space:]]*server {pattern}{want};")
+        edit = quote(f"s/^([[:space:]]*server {pattern})( down)?;/\\1{want};/")
         script = f"""set -eu
 exec 9>{f}.lock
 flock -w 30 9
-grep -Eq '^[[:space:]]*server {pattern}( down)?;' {f} || {{ echo "{member} is not a member of upstream {pool}" >&2; exit 3; }}
-if grep -Eq '^[[:space:]]*server {pattern}{want};' {f}; then echo "{member} already {'enabled' if enabled else 'down'} in {pool}"; exit 0; fi
+grep -Eq {is_member} {f} || {{ printf '%s is not a member of upstream %s\\n' {member_q} {pool_q} >&2; exit 3; }}
+if grep -Eq {is_wanted} {f}; then printf '%s already %s in %s\\n' {member_q} {state} {pool_q}; exit 0; fi
 cp {f} {f}.previous
-sed -E -i 's/^([[:space:]]*server {pattern})( down)?;/\\1{want};/' {f}
+sed -E -i {edit} {f}
 if ! {self.nginx_bin} -t -q -c {quote(self.nginx_conf)}; then cp {f}.previous {f}; echo "nginx -t failed; pool restored" >&2; exit 4; fi
 {self.nginx_bin} -s reload -c {quote(self.nginx_conf)}
-echo "CHANGED: {member} {'enabled' if enabled else 'down'} in {pool}; nginx reloaded\""""
+printf 'CHANGED: %s %s in %s; nginx reloaded\\n' {member_q} {state} {pool_q}"""
         result = self.run(script, timeout=60)
         if not result.ok:
             raise AirflowException(f"nginx pool change failed ({result.exit_code}): {result.stderr.strip()}")
