@@ -208,7 +208,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     ({"app": "demo", "version": "1.1.0", "failure_threshold": "101%"}, "does not match"),
     ({"app": "demo", "version": "1.1.0", "bake_seconds": -1}, "is less than the minimum of 0"),
     ({"app": "demo", "version": "1.1.0", "on_threshold": "stop"}, "is not one of"),
-    ({"app": "demo", "version": "1.1.0", "emergency_reason": "hotfix"}, "is too short"),
+    ({"app": "demo", "version": "1.1.0", "emergency_reason": "hotfix"}, "Invalid input for param emergency_reason"),
     ({"app": "demo", "version": "1.1.0", "emergency_reason": " " * 12}, "does not match"),
 ])
 def test_invalid_params_are_refused_at_trigger(airflow, conf, message):

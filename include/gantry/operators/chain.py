@@ -149,15 +149,15 @@ class PromoteNextOperator(TriggerDagRunOperator):
 
     def execute(self, context: Context) -> Any:
         enabled = self.default if self.auto_promote is None else bool(self.auto_promote)
-        if not enabled or self.dry_run or self.hosts:
-            raise AirflowSkipException("no auto-promotion: " + (
-                "disabled for this environment/run" if not enabled else "dry run" if self.dry_run
-                else "only some hosts were released"))
         report = context["ti"].xcom_pull(task_ids=self.report_task_id) or {}
-        if report.get("status") != plan.SUCCEEDED:
-            raise AirflowSkipException(
-                f"no auto-promotion: the release here is {report.get('status', 'unknown')}"
-                + (f" ({', '.join(report['missing'])} did not get {self.version})" if report.get("missing") else ""))
+        why_not = ("disabled for this environment/run" if not enabled else "dry run" if self.dry_run
+                   else "only some hosts were released" if self.hosts
+                   else f"the release here is {report.get('status', 'unknown')}"
+                   + (f" ({', '.join(report['missing'])} did not get {self.version})" if report.get("missing") else "")
+                   if report.get("status") != plan.SUCCEEDED else None)
+        if why_not:
+            self.log.info("no auto-promotion to %s: %s", self.next_environment, why_not)
+            raise AirflowSkipException(f"no auto-promotion: {why_not}")
         self.conf = {"app": self.app, "version": self.version, "auto": True}
         if not self.queue:
             self.conf["auto_promote"] = self.auto_promote
