@@ -534,6 +534,11 @@ def airflow_env() -> dict[str, str]:
         # swapping) loses its task to a retry. See README, Faults.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "45",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # A scheduler that died leaves its running tasks to the next one, which adopts or resets
+        # them once the dead one's job heartbeat is [scheduler] scheduler_health_check_threshold
+        # (30 s) old - but looks only every orphaned_tasks_check_interval (default 300 s). One
+        # cheap query every 15 s brings a host a dead scheduler left offline back within 90 s.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
         # The reconciler's schedule (dags/gantry_reconcile.py); the test suite runs it on demand.
         "GANTRY_RECONCILE_EVERY_MINUTES": os.environ.get("GANTRY_RECONCILE_EVERY_MINUTES", "5"),
         # A rollout is a long chain of short tasks: a shorter idle sleep cuts the gap between

@@ -1,0 +1,145 @@
+"""End to end: parts of Airflow die in the middle of a release, on the real fleet, under load.
+
+One rollout of five hosts in `test` (one host per batch) takes several faults, each while a
+host is out of rotation or while the later batches wait: a rollout is what these faults
+interrupt, and sharing one keeps the suite short. Each fault's end state is in the README
+(Faults); every one must end with the run and the ledger agreeing and no host out of rotation,
+and a host Gantry took offline must be back within 90 s.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, per_host
+from gantry.hooks.loadbalancer import parse_upstream
+
+pytestmark = pytest.mark.e2e
+DAG = "gantry_promote_test"
+RELEASE_TASK = "host.offline_restart_online"
+# A host a dead process left out of rotation must be back (or its step retried) within this.
+OUT_OF_ROTATION_BOUND = 90
+
+
+def _wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _in_lb(fleet, host: dict) -> bool | None:
+    members = parse_upstream(fleet.upstream_file(fleet.pool_name("demo", "test")).read_text())
+    return members.get(f"{host['address']}:9000")
+
+
+def _processes_titled(title: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if title in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _parent(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _sigkill_group(fleet, component: str) -> None:
+    pid = fleet.read_pid(component)
+    assert pid, f"{component} is not running"
+    os.killpg(pid, signal.SIGKILL)
+    _wait_for(lambda: fleet.read_pid(component) is None, f"{component} to die", timeout=30)
+
+
+def _start(fleet, component: str) -> None:
+    env = {**os.environ, **fleet.airflow_env()}
+    fleet.spawn(component, [fleet.airflow_cmd(), *fleet.AIRFLOW_COMPONENTS[component]], env=env)
+
+
+class OutOfRotation:
+    """How long a host stays out of the load balancer after a fault, sampled every 0.2 s."""
+
+    def __init__(self, fleet, host: dict) -> None:
+        self.fleet, self.host = fleet, host
+
+    def wait_offline(self) -> None:
+        _wait_for(lambda: _in_lb(self.fleet, self.host) is False, f"{self.host['name']} to leave rotation",
+                  interval=0.05)
+
+    def seconds_until_back(self, since: float) -> float:
+        _wait_for(lambda: _in_lb(self.fleet, self.host), f"{self.host['name']} back in rotation", timeout=300)
+        return time.time() - since
+
+
+def test_killed_worker_triggerer_and_scheduler_mid_release_strand_no_host(fleet, airflow):
+    from gantry.hooks.ledger import LedgerHook
+
+    fleet.reset("1.0.0")
+    hosts = fleet_state()["hosts"]
+    assert len(hosts) == 5
+    out_for: dict[str, float] = {}
+    with LoadGenerator() as load, RotationSampler() as sampler:
+        resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False})
+        assert resp.status_code == 200, resp.text
+        run_id = resp.json()["dag_run_id"]
+
+        # 1. The worker running the canary's release step (its task process with it), SIGKILLed
+        # once the canary is out of rotation: the task stops heartbeating, Airflow declares it
+        # dead after [scheduler] task_instance_heartbeat_timeout and retries it; the retry runs
+        # the idempotent cycle again and puts the host back.
+        canary = OutOfRotation(fleet, hosts[0])
+        canary.wait_offline()
+        ti = next(t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == RELEASE_TASK and t["map_index"] == 0)
+        task_pids = _processes_titled(f"airflow worker -- {ti['id']}")
+        assert task_pids, "the canary's task process was not found"
+        killed_at = time.time()
+        for pid in {*task_pids, *(_parent(p) for p in task_pids)}:
+            os.kill(pid, signal.SIGKILL)
+        out_for["worker killed"] = canary.seconds_until_back(killed_at)
+
+        # 2. The triggerer, SIGKILLed while the later batches wait in it, and started again: the
+        # new triggerer takes over the batch gates.
+        _wait_for(lambda: any(t["state"] == "deferred" for t in airflow.task_instances(DAG, run_id)
+                              if t["task_id"] == RELEASE_TASK), "later batches to wait in the triggerer")
+        _sigkill_group(fleet, "airflow-triggerer")
+        _start(fleet, "airflow-triggerer")
+
+        # 3. The scheduler (with the LocalExecutor's workers and their task processes: the whole
+        # process group), SIGKILLed while the third host is out of rotation, then started again.
+        third = OutOfRotation(fleet, hosts[2])
+        third.wait_offline()
+        killed_at = time.time()
+        _sigkill_group(fleet, "airflow-scheduler")
+        _start(fleet, "airflow-scheduler")
+        out_for["scheduler killed"] = third.seconds_until_back(killed_at)
+
+        state = airflow.wait_run(DAG, run_id, timeout=900)
+
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+    assert state == "success"
+    releases = per_host(tis, "offline_restart_online")
+    assert {h: ti["state"] for h, ti in releases.items()} == {h["name"]: "success" for h in hosts}
+    assert releases[hosts[0]["name"]]["try_number"] == 2, "the killed step was retried"
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.1.0"}
+    assert_all_in_rotation(after)
+    row = LedgerHook().history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"], row["version"]) == (run_id, "succeeded", "1.1.0")
+    # The bound on time out of rotation, and on hosts out at once (batch size 1).
+    assert all(s < OUT_OF_ROTATION_BOUND for s in out_for.values()), out_for
+    assert sampler.max_lb_down == 1 and sampler.max_registry_disabled == 1
+    # No request failed: the killed processes are Airflow's, the hosts Gantry took offline
+    # were out of the load balancer the whole time.
+    assert load.total > 1000 and load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"
+    print(f"\nout of rotation after each fault: {out_for}; {load.total} requests, 0 failed")
