@@ -143,3 +143,49 @@ def test_killed_worker_triggerer_and_scheduler_mid_release_strand_no_host(fleet,
     # were out of the load balancer the whole time.
     assert load.total > 1000 and load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"
     print(f"\nout of rotation after each fault: {out_for}; {load.total} requests, 0 failed")
+
+
+def test_api_server_and_postgres_restarted_mid_release_strand_no_host(fleet, airflow):
+    """The API server restarted (the workers' only way to Airflow's database) while the canary
+    is out of rotation, then PostgreSQL (Airflow's metadata and the ledger) restarted while the
+    third host is. Any Airflow component that exits on the database outage is started again,
+    as its service manager (systemd, Kubernetes) would: here, ``fleetctl airflow-up``."""
+    from gantry.hooks.ledger import LedgerHook
+
+    fleet.reset("1.0.0")
+    hosts = fleet_state()["hosts"]
+    out_for: dict[str, float] = {}
+    with LoadGenerator() as load, RotationSampler() as sampler:
+        resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False})
+        run_id = resp.json()["dag_run_id"]
+
+        canary = OutOfRotation(fleet, hosts[0])
+        canary.wait_offline()
+        restarted_at = time.time()
+        fleet.stop("airflow-api-server")
+        _start(fleet, "airflow-api-server")
+        fleet.wait_http(f"http://127.0.0.1:{fleet.AIRFLOW_PORT}/api/v2/monitor/health", timeout=120, name="api")
+        out_for["api server restarted"] = canary.seconds_until_back(restarted_at)
+
+        third = OutOfRotation(fleet, hosts[2])
+        third.wait_offline()
+        restarted_at = time.time()
+        os.killpg(fleet.read_pid("postgres"), signal.SIGINT)  # a fast shutdown
+        _wait_for(lambda: fleet.read_pid("postgres") is None, "postgres to stop", timeout=60)
+        fleet.postgres_up()
+        for component in fleet.AIRFLOW_COMPONENTS:
+            _start(fleet, component)  # only those that exited
+        out_for["postgres restarted"] = third.seconds_until_back(restarted_at)
+        airflow = type(airflow)()  # a new token: the API server's sessions did not survive
+        state = airflow.wait_run(DAG, run_id, timeout=900)
+
+    assert state == "success"
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.1.0"}
+    assert_all_in_rotation(after)
+    row = LedgerHook().history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"]) == (run_id, "succeeded")
+    assert all(s < OUT_OF_ROTATION_BOUND for s in out_for.values()), out_for
+    assert sampler.max_lb_down == 1
+    assert load.total > 1000 and load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"
+    print(f"\nout of rotation after each fault: {out_for}; {load.total} requests, 0 failed")
