@@ -48,6 +48,7 @@ LB_PORTS = {"dev": 18070, "test": 18080, "staging": 18082, "beta": 18084, "prod"
             "scale": 18092}
 APP_PORT_OFFSET = {"demo": 0}
 ARTIFACT_PORT = 18081
+ARTIFACT_OUTAGE_FLAG = STATE / "faults" / "artifacts-down"
 ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 ALERTMANAGER_PORT = 19093
 PG_PORT = 15432
@@ -351,6 +352,8 @@ http {{
         listen 127.0.0.1:{ARTIFACT_PORT};
         root {STATE}/artifacts;
         autoindex on;
+        # An outage of the store, for the fault tests: while this file exists it answers 503.
+        if (-f {ARTIFACT_OUTAGE_FLAG}) {{ return 503; }}
     }}
 }}
 """)

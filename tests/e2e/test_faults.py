@@ -189,3 +189,65 @@ def test_api_server_and_postgres_restarted_mid_release_strand_no_host(fleet, air
     assert sampler.max_lb_down == 1
     assert load.total > 1000 and load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"
     print(f"\nout of rotation after each fault: {out_for}; {load.total} requests, 0 failed")
+
+
+class _Outage:
+    """One part of the fleet unavailable for the length of a ``with`` block."""
+
+    def __init__(self, fleet, part: str) -> None:
+        self.fleet, self.part = fleet, part
+        self.nginx_conf = fleet.STATE / "nginx" / "nginx.conf"
+
+    def __enter__(self):
+        if self.part in ("etcd", "alertmanager"):
+            self.fleet.stop(self.part)
+        elif self.part == "nginx config test":
+            self.saved = self.nginx_conf.read_text()
+            self.nginx_conf.write_text(self.saved + "\nnot_a_directive on;\n")  # `nginx -t` fails
+        elif self.part == "artifact server":
+            self.fleet.ARTIFACT_OUTAGE_FLAG.parent.mkdir(exist_ok=True)
+            self.fleet.ARTIFACT_OUTAGE_FLAG.touch()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.part == "nginx config test":
+            self.nginx_conf.write_text(self.saved)
+        self.fleet.ARTIFACT_OUTAGE_FLAG.unlink(missing_ok=True)
+        self.fleet.up()  # starts what was stopped
+
+
+# What each outage stops, and where: the step that needs the part fails, is retried, and the run
+# ends failed with every host back on its release, in rotation and unsilenced.
+OUTAGES = {
+    "artifact server": ("verify_artifact", None),
+    "alertmanager": ("host.offline_restart_online", "silence monitoring"),
+    "etcd": ("host.offline_restart_online", "offline: registry"),
+    "nginx config test": ("host.offline_restart_online", "offline: load balancer"),
+}
+
+
+@pytest.mark.parametrize("part", list(OUTAGES))
+def test_a_part_unavailable_at_its_step_fails_the_run_with_every_host_in_rotation(fleet, airflow, part):
+    from gantry.hooks.ledger import LedgerHook
+    from support import host_outcomes, run_dag, step
+
+    fleet.reset("1.0.0")
+    failed_task, failed_step = OUTAGES[part]
+    with _Outage(fleet, part):
+        run_id, state, tis = run_dag(airflow, DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False})
+        during = fleet_state() if part not in ("etcd", "alertmanager") else None
+    assert state == "failed"
+    failed = [k for k, ti in tis.items() if ti["state"] == "failed"]
+    assert (failed_task, 0 if failed_task.startswith("host.") else -1) in failed, failed
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.0.0"}, "no host changed release"
+    assert_all_in_rotation(after)
+    if during:
+        assert_all_in_rotation(during)
+    row = LedgerHook().history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"]) == (run_id, "failed")
+    if failed_step:
+        canary = host_outcomes(airflow, DAG, run_id, tis)[after["hosts"][0]["name"]]
+        assert canary["outcome"] == "restored", canary
+        assert step(canary, failed_step)["status"] == "failed", canary["steps"]
+        assert tis[(failed_task, 0)]["try_number"] == 3, "a transient outage is retried"

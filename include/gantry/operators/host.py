@@ -44,6 +44,10 @@ def app_config(app: str) -> AppConfig:
         raise AirflowFailException(str(exc)) from exc
 
 
+class OnlineIncomplete(RuntimeError):
+    """Some of registry, load balancer and monitoring could not be put back (retryable)."""
+
+
 class StepLog:
     """Headed, timed sections of a host's log (folded per step in the Airflow UI), and the
     step table the run report prints."""
@@ -344,8 +348,13 @@ class OfflineRestartOnlineOperator(HostOperator):
             reason = f"{why}; {target} is not healthy either: LEFT OUT OF ROTATION and silenced, needs a human"
             self.outcome(context, plan.LEFT_OUT, reason, step, serving=target)
             raise AirflowFailException(f"{name}: {reason}")
-        with step("online"):
-            self._online()
+        try:
+            with step("online"):
+                self._online()
+        except OnlineIncomplete as exc:
+            # Retried: every step is idempotent, and the reconciler puts back what stays out.
+            self.outcome(context, outcome, f"{why}; on {target}, but {exc}", step, serving=target)
+            raise
         self.outcome(context, outcome, f"{why}; {'rolled back to' if outcome == plan.ROLLED_BACK else 'still on'} "
                      f"{target}, back in rotation", step, serving=target)
         if outcome == plan.ROLLED_BACK:  # the new release itself is bad: retrying would not help
@@ -367,15 +376,26 @@ class OfflineRestartOnlineOperator(HostOperator):
             time.sleep(0.25)
 
     def _online(self) -> None:
+        """Registry, load balancer, monitoring - each attempted even when another fails (a
+        registry outage must not leave the host silenced, nor out of the load balancer); the
+        failures are raised together afterwards."""
         from gantry import adapters
 
         app, name = self.app_config, self.host["name"]
-        adapters.registry().enable(app.name, self.environment, name)
-        self.log.info("enabled %s in the registry", name)
-        adapters.load_balancer().enable(self.lb_pool, self.host["address"], app.port)
-        self.log.info("%s back in upstream %s", self.member, self.lb_pool)
-        expired = adapters.silencer().unsilence(app.name, self.environment, name)
-        self.log.info("expired %d silence(s) for %s", expired, name)
+        failures = []
+        for what, put_back in (
+                ("registry", lambda: adapters.registry().enable(app.name, self.environment, name)),
+                ("load balancer", lambda: adapters.load_balancer().enable(self.lb_pool, self.host["address"], app.port)),
+                ("monitoring", lambda: adapters.silencer().unsilence(app.name, self.environment, name))):
+            try:
+                result = put_back()
+                self.log.info("%s: %s back%s", what, name, f" ({result} silence(s) expired)" if what == "monitoring"
+                              else "")
+            except Exception as exc:  # noqa: BLE001 - the others must still be tried
+                self.log.error("%s: could not put %s back: %s", what, name, exc)
+                failures.append(f"{what}: {type(exc).__name__}: {exc}")
+        if failures:
+            raise OnlineIncomplete(f"{name} is not fully back in rotation: " + "; ".join(failures))
 
     def _cleanup(self, previous: str | None) -> None:
         """Keep the newest ``keep_releases`` release directories (and always the previous one,
