@@ -231,7 +231,8 @@ Subsystem sftp internal-sftp
 
 HOST_INIT = """\
 #!/bin/sh
-# PID 1 of one stand-in host: give it its own filesystem view, then become sshd.
+# PID 1 of one stand-in host: give it its own filesystem view, start sshd, and stay (reaping
+# orphans) so that sshd can die alone - the app keeps running, as on a real host.
 set -e
 D="$1"; NAME="$2"
 mount --bind "$D/etc-ssh" /etc/ssh
@@ -242,7 +243,9 @@ mount -t tmpfs tmpfs /run
 mkdir -p /run/sshd
 mount -t tmpfs tmpfs /tmp
 hostname "$NAME"
-exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config
+/usr/sbin/sshd -D -e -f /etc/ssh/sshd_config &
+trap 'exit 0' TERM INT
+while :; do wait || true; sleep 1; done
 """
 
 
@@ -280,8 +283,42 @@ def start_host(h: dict) -> None:
         "sh", str(d / "init.sh"), str(d), h["name"]])
 
 
+def _host_processes(name: str, command: str) -> list[int]:
+    """PIDs (as seen from here) of the processes named ``command`` inside one host's namespace."""
+    pid = read_pid(f"host-{name}")
+    if not pid:
+        return []
+    init = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+    ns = os.readlink(f"/proc/{init}/ns/pid")
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "ns/pid") == ns and \
+                    (proc / "comm").read_text().strip() == command:
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def sshd_gone(name: str) -> None:
+    """Fault: the host's sshd (listener and sessions) dies; the host and its app stay up."""
+    for pid in _host_processes(name, "sshd"):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def sshd_back(name: str) -> None:
+    """Starts the host's sshd again inside its namespace."""
+    pid = read_pid(f"host-{name}")
+    init = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+    sh("nsenter", "-t", str(init), "-m", "-u", "-p", "--", "/usr/sbin/sshd", "-e", "-f", "/etc/ssh/sshd_config")
+
+
 def stop_host(name: str) -> None:
-    """sshd is PID 1 of the host's namespace: ending it ends everything deployed there."""
+    """Ending the host's PID 1 ends everything deployed there."""
     pid = read_pid(f"host-{name}")
     if pid:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

@@ -333,6 +333,7 @@ NOT_STAGED = "not_staged"  # staging failed: never taken out of rotation
 RESTORED = "restored"
 ROLLED_BACK = "rolled_back"
 LEFT_OUT = "left_out_of_rotation"
+UNREACHABLE = "unreachable"  # SSH failed mid-release: state unknown, the reconciler takes over
 
 
 

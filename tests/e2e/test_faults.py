@@ -251,3 +251,97 @@ def test_a_part_unavailable_at_its_step_fails_the_run_with_every_host_in_rotatio
         assert canary["outcome"] == "restored", canary
         assert step(canary, failed_step)["status"] == "failed", canary["steps"]
         assert tis[(failed_task, 0)]["try_number"] == 3, "a transient outage is retried"
+
+
+def _quiet_period_of(fleet, host: dict) -> None:
+    """Wait until ``host`` has left rotation and its drain is over (no in-flight requests reach
+    it through the load balancer): the quiet period before its restart."""
+    OutOfRotation(fleet, host).wait_offline()
+    time.sleep(0.7)
+
+
+def test_a_hosts_sshd_gone_mid_release_leaves_it_to_the_reconciler(fleet, airflow):
+    """SSH to the canary dies (its sshd killed, listener and sessions; the app keeps running)
+    between offline and restart. Gantry cannot look at the host, so it does not put it back
+    blind: the step fails, is retried, and the rollout stops with the host out of rotation and
+    the ledger saying why. The reconciler's next pass finds the app healthy (over HTTP, as the
+    load balancer would) and puts it back."""
+    from gantry.hooks.ledger import LedgerHook
+    from support import host_outcomes
+
+    fleet.reset("1.0.0")
+    hosts = fleet_state()["hosts"]
+    canary = hosts[0]
+    try:
+        with LoadGenerator() as load:
+            run_id = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False}
+                                     ).json()["dag_run_id"]
+            _quiet_period_of(fleet, canary)
+            fleet.sshd_gone(canary["name"])
+            state = airflow.wait_run(DAG, run_id, timeout=600)
+            tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+            assert state == "failed"
+            outcome = host_outcomes(airflow, DAG, run_id, tis)[canary["name"]]
+            assert outcome["outcome"] == "unreachable", outcome
+            row = LedgerHook().history("demo", "test", 1)[0]
+            assert (row["run_id"], row["status"]) == (run_id, "failed")
+            assert "unreachable=1" in row["message"]
+            left = fleet_state()
+            assert left["lb"][f"{canary['address']}:9000"] is False, "not put back blind"
+            assert set(left["versions"].values()) == {"1.0.0"}, "the app kept running its release"
+
+            reconcile_test_environment(airflow)
+        after = fleet_state()
+        assert_all_in_rotation(after)
+        assert load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"
+    finally:
+        fleet.sshd_back(canary["name"])
+
+
+def reconcile_test_environment(airflow) -> None:
+    """One pass of the reconciler over `test` (the suite runs it on demand, not on its schedule)."""
+    from support import run_dag
+
+    run_dag(airflow, "gantry_reconcile", {"environments": ["test"]}, timeout=300)
+
+
+def test_a_hung_ssh_command_times_out_and_the_retry_finishes_the_release(fleet, airflow):
+    """Every process of the canary stopped (SIGSTOP) during its quiet period: the restart
+    command hangs, times out after the app's command timeout, the host is restored once it
+    answers again (SIGCONT, as after a stall), and the retry releases it. The run never hangs."""
+    fleet.reset("1.0.0")
+    hosts = fleet_state()["hosts"]
+    canary = hosts[0]
+    stopped = []
+    try:
+        with LoadGenerator() as load:
+            run_id = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False}
+                                     ).json()["dag_run_id"]
+            _quiet_period_of(fleet, canary)
+            offline_at = time.time()
+            stopped = [p for comm in ("sshd", "python3") for p in fleet._host_processes(canary["name"], comm)]
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(35)  # past the app's command timeout (30 s)
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            stopped = []
+            out_for = OutOfRotation(fleet, canary).seconds_until_back(offline_at)
+            state = airflow.wait_run(DAG, run_id, timeout=600)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+    assert state == "success"
+    release = tis[(RELEASE_TASK, 0)]
+    assert release["try_number"] == 2
+    first_try = airflow.log(DAG, run_id, RELEASE_TASK, map_index=0, try_number=1)
+    # The hung step gave up after its timeout (opening the command's channel, or waiting for
+    # output) and the host was put back on its release before the retry.
+    assert "Timeout opening channel" in first_try or "SSH command timed out" in first_try
+    assert "back in rotation on 1.0.0" in first_try
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.1.0"}
+    assert_all_in_rotation(after)
+    assert out_for < OUT_OF_ROTATION_BOUND
+    assert load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"

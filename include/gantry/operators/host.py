@@ -279,7 +279,15 @@ class OfflineRestartOnlineOperator(HostOperator):
         staged = context["ti"].xcom_pull(task_ids=self.prepare_task_id, map_indexes=context["ti"].map_index) or {}
         previous = staged.get("current")
         with step("pre-check again"):
-            probe = self.probe(expect_version=self.version)
+            try:
+                probe = self.probe(expect_version=self.version)
+            except Exception as exc:
+                later_try = context["ti"].try_number > 1
+                self.outcome(context, plan.UNREACHABLE if later_try else plan.NOT_STARTED, f"cannot check the host: "
+                             f"{exc}; " + ("an earlier try may have left it out of rotation: the reconciler puts "
+                                           "it back once it is healthy" if later_try else "not taken out of rotation"),
+                             step)
+                raise
         if self.is_healthy(probe, self.version):
             # Already on the version (a retry, or released before): only make sure it is back.
             with step("online"):
@@ -335,14 +343,20 @@ class OfflineRestartOnlineOperator(HostOperator):
         from gantry import remote
 
         name, app = self.host["name"], self.app_config
-        with step("roll back"):
-            probe = self.probe()
-            running = probe.get("current") or previous
-            target = previous if running == self.version else running
-            if running == self.version or not self.is_healthy(probe):
-                self.log.warning("%s: %s; rolling back to %s", name, why, target)
-                self.remote(remote.restart_script(app, target))
-            healthy = self._wait_healthy(target, app.timeouts.startup)
+        try:
+            with step("roll back"):
+                probe = self.probe()
+                running = probe.get("current") or previous
+                target = previous if running == self.version else running
+                if running == self.version or not self.is_healthy(probe):
+                    self.log.warning("%s: %s; rolling back to %s", name, why, target)
+                    self.remote(remote.restart_script(app, target))
+                healthy = self._wait_healthy(target, app.timeouts.startup)
+        except Exception as exc:
+            # Cannot even look (SSH gone): leave it out - it may be mid-restart - and say so.
+            self.outcome(context, plan.UNREACHABLE, f"{why}; could not check or roll back the host ({exc}): out of "
+                         "rotation and silenced; the reconciler puts it back once it is healthy", step)
+            raise
         outcome = plan.ROLLED_BACK if running == self.version else plan.RESTORED
         if not healthy:
             reason = f"{why}; {target} is not healthy either: LEFT OUT OF ROTATION and silenced, needs a human"

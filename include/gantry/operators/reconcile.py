@@ -32,20 +32,34 @@ HOST_LABEL = "{{ task.host['name'] }}"  # map index label of the per-host task
 
 
 def _probe(app: AppConfig, host: Host) -> dict[str, Any]:
-    """Process, health and version served, over SSH (as the release's own health check)."""
+    """Process, health and version served, over SSH (as the release's own health check). A
+    host SSH cannot reach is asked over HTTP, as the load balancer would: an app that serves
+    its health check goes back in rotation even while its sshd is down."""
     from gantry import adapters, remote
 
     shell = adapters.host_shell(host.address, host.ssh_port)
     try:
         result = shell.run(remote.probe_script(app, host.address, served=True), timeout=app.timeouts.command)
     except Exception as exc:  # noqa: BLE001 - an unreachable host is a finding, not a crash
-        return {"healthy": False, "version": None, "probe": f"unreachable: {exc}"}
+        return {**_probe_http(app, host), "ssh": f"unreachable: {type(exc).__name__}: {exc}"}
     finally:
         shell.close()
     probe = remote.parse_probe(result.stdout) if result.ok else {}
     return {"healthy": probe.get("process") == "up" and probe.get("health") == "200",
             "version": probe.get("served") or probe.get("current") or None,
             "probe": probe or result.stderr.strip()}
+
+
+def _probe_http(app: AppConfig, host: Host) -> dict[str, Any]:
+    import requests
+
+    base = f"http://{host.address}:{int(app.port)}"
+    try:
+        healthy = requests.get(base + app.health_path, timeout=3).status_code == 200
+        version = requests.get(base + app.version_path, timeout=3).text.strip() if app.version_path else None
+    except requests.RequestException as exc:
+        return {"healthy": False, "version": None, "probe": f"http: {type(exc).__name__}"}
+    return {"healthy": healthy, "version": version or None, "probe": "over http (ssh unreachable)"}
 
 
 def observe_hosts(app: AppConfig, env: EnvironmentConfig, hosts: Sequence[Host]) -> list[dict]:
