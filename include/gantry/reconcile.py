@@ -18,10 +18,12 @@ class Finding:
         return {"host": self.host, "problems": self.problems, "put_back": self.put_back, "alert": self.alert}
 
 
-def judge(observed: Mapping, believed_version: str | None, released_before: bool) -> Finding:
+def judge(observed: Mapping, believed_version: str | None, released_before: bool, managed: bool = True) -> Finding:
     """``observed``: ``{host, version, healthy, in_load_balancer, in_registry, silenced}``.
     ``believed_version``: the ledger's version for the environment (None: no release succeeded
-    on every host there). ``released_before``: some release recorded this host.
+    on every host there). ``released_before``: some release recorded this host. ``managed``:
+    some release reached a host of this app in this environment - before the first one there is
+    nothing to drift from (hosts installed before Gantry are not alerted until then).
 
     A healthy host that is out of rotation or silenced while no release holds the environment
     was left so by a run that died: it goes back (on whatever release it runs - a rolling
@@ -40,7 +42,9 @@ def judge(observed: Mapping, believed_version: str | None, released_before: bool
     drift = []
     if not healthy:
         drift.append("unhealthy")
-    if not released_before:
+    if not managed:
+        pass
+    elif not released_before:
         drift.append("no release ever reached this host")
     elif believed_version and observed["version"] != believed_version:
         drift.append(f"serves {observed['version']}, the ledger says {believed_version}")

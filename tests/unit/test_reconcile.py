@@ -38,6 +38,13 @@ def test_a_drifted_host_left_out_goes_back_and_is_alerted():
     assert f.put_back and f.alert
 
 
-def test_a_host_no_release_ever_reached_is_alerted():
-    f = judge(seen(), None, released_before=False)
+def test_a_host_no_release_ever_reached_is_alerted_where_others_were_released():
+    f = judge(seen(), "1.1.0", released_before=False, managed=True)
     assert f.alert and f.problems == ["no release ever reached this host"]
+
+
+def test_hosts_installed_before_any_release_in_their_environment_are_not_drift():
+    f = judge(seen(), None, released_before=False, managed=False)
+    assert (f.problems, f.alert) == ([], False)
+    # ... but a healthy one left out of rotation still goes back.
+    assert judge(seen(in_load_balancer=False), None, released_before=False, managed=False).put_back

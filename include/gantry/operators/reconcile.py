@@ -121,7 +121,8 @@ class ObserveFleetOperator(BaseOperator):
                 believed = current[0].version if current else None
                 released = ledger.released_hosts(app.name, env.name)
                 observed = observe_hosts(app, env, hosts)
-                findings = [reconcile.judge(o, believed, o["host"] in released).as_dict() for o in observed]
+                findings = [reconcile.judge(o, believed, o["host"] in released, managed=bool(released)).as_dict()
+                            for o in observed]
                 for o, f in zip(observed, findings):
                     self.log.info("::group::%s/%s/%s: %s", app.name, env.name, o["host"],
                                   ", ".join(f["problems"]) or "ok")
@@ -157,6 +158,7 @@ class ObserveFleetOperator(BaseOperator):
                 self.log.warning("%s in %s: %s", app.name, env.name, summary)
                 todo.extend({"app": app.name, "environment": env.name, "name": o["host"], "address": o["address"],
                              "ssh_port": o["ssh_port"], "believed": believed, "released_before": o["host"] in released,
+                             "managed": bool(released),
                              "finding": f} for o, f in needy)
         return todo
 
@@ -202,7 +204,7 @@ class ReconcileHostOperator(BaseOperator):
         app, env = config.app(h["app"]), config.environment(h["environment"])
         target = Host(h["name"], h["address"], int(h["ssh_port"]))
         observed = observe_hosts(app, env, [target])[0]
-        finding = reconcile.judge(observed, h["believed"], h["released_before"])
+        finding = reconcile.judge(observed, h["believed"], h["released_before"], h["managed"])
         self.log.info("%s/%s/%s now: %s", app.name, env.name, target.name, observed)
         done = []
         if finding.put_back:
