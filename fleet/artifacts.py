@@ -29,9 +29,11 @@ DEFAULT_MIGRATIONS = MIGRATIONS["1.1.0"]
 
 def build_demo_package(version: str, *, startup_delay: float = 0, never_healthy: bool = False,
                        never_healthy_on: tuple[str, ...] = (), migrations: tuple[str, ...] | None = None,
-                       migrations_reversible: bool = True) -> bytes:
+                       migrations_reversible: bool = True, crash_after_ready_on: tuple[str, ...] = (),
+                       crash_after_seconds: float = 1) -> bytes:
     release = {"version": version, "startup_delay": startup_delay, "never_healthy": never_healthy,
-               "never_healthy_on": list(never_healthy_on), "migrations_reversible": migrations_reversible}
+               "never_healthy_on": list(never_healthy_on), "migrations_reversible": migrations_reversible,
+               "crash_after_ready_on": list(crash_after_ready_on), "crash_after_seconds": crash_after_seconds}
     revisions = migrations if migrations is not None else MIGRATIONS.get(version, DEFAULT_MIGRATIONS)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.USTAR_FORMAT) as tar:

@@ -12,7 +12,8 @@ accepting, lets in-flight requests finish and exits 0.
 
 Settings come from the environment (shared/app.env on the host) and from
 release.json inside the package (behaviour baked into a build: a startup delay
-imitating a slow JVM, or a build that never becomes healthy).
+imitating a slow JVM, a build that never becomes healthy, or one that crashes soon after it
+is ready).
 """
 from __future__ import annotations
 
@@ -165,6 +166,10 @@ def main() -> int:
             registration.start()
         state["ready"] = True
         log("ready")
+        if HOST_NAME in RELEASE.get("crash_after_ready_on", []):  # a flapping build
+            time.sleep(float(RELEASE.get("crash_after_seconds", 1)))
+            log("crashing")
+            os._exit(70)
 
     threading.Thread(target=become_ready, daemon=True).start()
     server.serve_forever(poll_interval=0.2)

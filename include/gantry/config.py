@@ -77,6 +77,9 @@ class EnvironmentConfig:
     max_unavailable: str | None = None   # count or % of hosts out of rotation at once
     failure_threshold: str | None = None  # failed hosts (count or %) that halt the rollout; default 1
     bake_seconds: float = 0              # pause after each batch before the next one starts
+    # After a host is back online, how long its new release must stay healthy before it counts:
+    # a build that passes its health check and then crashes is taken out and rolled back.
+    settle_seconds: float = 0
     lb_pool: str = "{app}-{env}"         # the app's pool (nginx upstream) in this environment
     confirm_between_batches: bool = False  # a human confirms before each batch after the first
     on_threshold: str = "halt"           # failure threshold reached: "halt" or "pause" (ask a human)
@@ -140,7 +143,7 @@ REQUIRED_APP_KEYS = {
 }
 # Numbers that must be above zero, or at least zero.
 POSITIVE = {"port", "startup", "command", "silence_minutes", "keep_releases", "approval_timeout_minutes"}
-NOT_NEGATIVE = {"drain", "quiet_period", "bake_seconds", "soak_minutes", "retries", "retry_delay_seconds"}
+NOT_NEGATIVE = {"drain", "quiet_period", "settle_seconds", "bake_seconds", "soak_minutes", "retries", "retry_delay_seconds"}
 
 
 def _mapping(raw: Any, where: str) -> dict:

@@ -40,6 +40,10 @@ def rollout_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, Pa
         "bake_seconds": Param(None, type=["null", "integer"], minimum=0, maximum=86400,
                               title="Bake time between batches, s (optional)",
                               description=f"Default for {env.name}: {env.bake_seconds:g}."),
+        "settle_seconds": Param(None, type=["null", "integer"], minimum=0, maximum=3600,
+                                title="Settle time per host, s (optional)",
+                                description="How long a host's new release must stay healthy back in rotation "
+                                            f"before it counts. Default for {env.name}: {env.settle_seconds:g}."),
         "confirm_batches": Param(None, type=["null", "boolean"], title="Confirm each batch (optional)",
                                  description="A human approves before each batch after the first. "
                                              f"Default for {env.name}: {env.confirm_between_batches}."),

@@ -345,3 +345,42 @@ def test_a_hung_ssh_command_times_out_and_the_retry_finishes_the_release(fleet, 
     assert_all_in_rotation(after)
     assert out_for < OUT_OF_ROTATION_BOUND
     assert load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:5]}"
+
+
+def test_a_release_that_crashes_right_after_its_health_check_is_taken_out_and_rolled_back(fleet, airflow):
+    """Flapping: the new build passes its health check, goes online and crashes a second later.
+    The settle step (health watched for `settle_seconds` back in rotation) takes it
+    out again and rolls it back; the rollout stops. Requests that reached the crashed process
+    in that window fail - they are counted, and no other request fails."""
+    import artifacts
+    from gantry.hooks.ledger import LedgerHook
+    from support import host_outcomes, step
+
+    fleet.reset("1.0.0")
+    hosts = fleet_state()["hosts"]
+    canary = hosts[0]
+    artifacts.publish_demo(fleet.STATE / "artifacts", "1.3.0-flaky", crash_after_ready_on=(canary["name"],),
+                           crash_after_seconds=1)
+    with LoadGenerator() as load:
+        run_id = airflow.trigger(DAG, {"app": "demo", "version": "1.3.0-flaky", "auto_promote": False,
+                                       "settle_seconds": 3}).json()["dag_run_id"]
+        state = airflow.wait_run(DAG, run_id, timeout=600)
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+    assert state == "failed"
+    outcome = host_outcomes(airflow, DAG, run_id, tis)[canary["name"]]
+    assert outcome["outcome"] == "rolled_back", outcome
+    assert "stopped being healthy within 3s of going online" in outcome["reason"]
+    assert step(outcome, "settle")["status"] == "ok"  # the step ran; its verdict was "not steady"
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.0.0"}
+    assert_all_in_rotation(after)
+    row = LedgerHook().history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"]) == (run_id, "failed")
+    # Only requests that met the crashed process failed: between its going online and its being
+    # taken out again (plus a reload's worth of slack).
+    online, out_again = step(outcome, "online"), step(outcome, "offline again")
+    window = (online["at"], out_again["at"] + out_again["seconds"] + 1.0)
+    failed_at = [float(f.split()[0]) for f in load.failures]
+    assert all(window[0] <= t <= window[1] for t in failed_at), (window, load.failures[:5])
+    print(f"\nflapping canary: {len(load.failures)} of {load.total} requests failed, all within "
+          f"{window[1] - window[0]:.1f}s of the crash window")

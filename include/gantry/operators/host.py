@@ -334,6 +334,17 @@ class OfflineRestartOnlineOperator(HostOperator):
                                  f"{app.timeouts.startup:g}s")
         with step("online"):
             self._online()
+        settle = float(self.host.get("settle_seconds") or 0)
+        if settle:
+            with step("settle"):
+                steady = self._stays_healthy(self.version, settle)
+            if not steady:
+                # Flapping: out again before it fails more requests, then back to the previous release.
+                why = f"{self.version} stopped being healthy within {settle:g}s of going online"
+                with step("offline again"):
+                    adapters.registry().disable(app.name, self.environment, name, reason=why)
+                    adapters.load_balancer().disable(self.lb_pool, self.host["address"], app.port)
+                return self._restore(context, step, previous, why)
         with step("clean up old releases"):
             self._cleanup(previous)
         return self.outcome(context, plan.RELEASED, f"{previous} -> {self.version}", step, serving=self.version)
@@ -388,6 +399,17 @@ class OfflineRestartOnlineOperator(HostOperator):
                 self.log.warning("not healthy after %.0fs: %s", timeout, probe)
                 return False
             time.sleep(0.25)
+
+    def _stays_healthy(self, version: str, seconds: float) -> bool:
+        """Healthy on ``version`` at every probe for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            probe = self.probe(expect_version=version)
+            if not self.is_healthy(probe, version):
+                self.log.warning("no longer healthy: %s", probe)
+                return False
+            time.sleep(0.25)
+        return True
 
     def _online(self) -> None:
         """Registry, load balancer, monitoring - each attempted even when another fails (a

@@ -89,15 +89,18 @@ class CollectHostsOperator(BaseOperator):
     after logging the exact per-host plan)."""
 
     template_fields: Sequence[str] = ("app", "version", "hosts", "batches", "failure_threshold", "bake_seconds",
+                                      "settle_seconds",
                                       "confirm_batches", "on_threshold", "dry_run", "artifact")
     ui_color = "#e8f4fd"
 
     def __init__(self, *, app: str, version: str, environment: str, artifact: Any,
                  hosts: Any = None, batches: Any = None, failure_threshold: Any = None, bake_seconds: Any = None,
+                 settle_seconds: Any = None,
                  confirm_batches: Any = None, on_threshold: Any = None, dry_run: Any = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.confirm_batches, self.on_threshold = confirm_batches, on_threshold
         self.failure_threshold, self.bake_seconds = failure_threshold, bake_seconds
+        self.settle_seconds = settle_seconds
         self.app, self.version, self.environment = app, version, environment
         self.artifact, self.hosts, self.batches, self.dry_run = artifact, hosts, batches, dry_run
 
@@ -119,12 +122,13 @@ class CollectHostsOperator(BaseOperator):
         except plan.PlanError as exc:
             raise AirflowFailException(f"{exc}. No host was touched.") from exc
         bake = float(env.bake_seconds if self.bake_seconds in (None, "") else self.bake_seconds)
+        settle = float(env.settle_seconds if self.settle_seconds in (None, "") else self.settle_seconds)
         confirm = env.confirm_between_batches if self.confirm_batches is None else bool(self.confirm_batches)
         on_threshold = self.on_threshold or env.on_threshold
         self.log.info("batch plan %r: %s; at most %d host(s) out of rotation; failure threshold %d (%s); "
                       "bake %gs; human confirmation between batches: %s", batch_plan, [len(b) for b in batches],
                       bound, threshold, on_threshold, bake, confirm)
-        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake, confirm=confirm,
+        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake, settle_seconds=settle, confirm=confirm,
                                       on_threshold=on_threshold)
         steps = plan_steps(app, env.name, self.version, {"name": "<host>", "address": "<address>"}, self.artifact)
         self.log.info("%s", plan.render_plan(app.name, env.name, self.version, records, []))
