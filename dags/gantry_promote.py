@@ -36,6 +36,8 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
              params=promotion_params(config, env), tags=["gantry", f"env:{env.name}", "promote"],
              **release_dag_args(env)) as dag:
         claim = ClaimReleaseOperator(task_id="claim_release", kind="promote", hosts="{{ params.hosts }}",
+                                     batches="{{ params.batches }}",
+                                     failure_threshold="{{ params.failure_threshold }}",
                                      override_reason="{{ params.emergency_reason }}", retries=0, **release)
         gates = CheckGatesOperator(task_id="check_gates", retries=0, **release)
         window = ReleaseWindowSensor(task_id="release_window", environment=env.name, **RESUME_RETRIES,

@@ -35,6 +35,8 @@ for env, dag_id in dags_to_build(config, "rollback"):  # in a task's process: on
         target = ResolveRollbackTargetOperator(task_id="resolve_target", app="{{ params.app }}",
                                                version=VERSION, environment=env.name)
         claim = ClaimReleaseOperator(task_id="claim_release", kind="rollback", hosts="{{ params.hosts }}",
+                                     batches="{{ params.batches }}",
+                                     failure_threshold="{{ params.failure_threshold }}",
                                      override_reason="{{ params.emergency_reason }}", retries=0, **release)
         window = ReleaseWindowSensor(task_id="release_window", environment=env.name, **RESUME_RETRIES,
                                      override_reason="{{ params.emergency_reason }}",

@@ -220,8 +220,13 @@ def test_invalid_params_are_refused_at_trigger(airflow, conf, message):
 def test_unknown_host_subset_fails_before_any_host_is_touched(baseline, airflow):
     run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "hosts": ["test-demo-01", "ghost-9"]})
     assert state == "failed"
-    assert tis[("collect_hosts", -1)]["state"] == "failed"
-    assert "ghost-9" in airflow.log(DAG, run_id, "collect_hosts")
+    # Refused before the environment was claimed: the ledger has no attempt for this run.
+    assert tis[("claim_release", -1)]["state"] == "failed"
+    assert "refused before claiming test" in airflow.log(DAG, run_id, "claim_release")
+    assert "ghost-9" in airflow.log(DAG, run_id, "claim_release")
+    from gantry.hooks.ledger import LedgerHook
+
+    assert run_id not in {r["run_id"] for r in LedgerHook().history("demo", "test", 20)}
     assert set(fleet_state()["versions"].values()) == {BASELINE}
 
 

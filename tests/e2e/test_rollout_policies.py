@@ -125,8 +125,8 @@ def test_failures_below_the_threshold_continue_and_failed_hosts_roll_back(perf, 
 def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(perf, airflow):
     run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0", "batches": "1, 100%"})
     assert state == "failed"
-    assert tis[("collect_hosts", -1)]["state"] == "failed"
-    assert "exceeds max_unavailable" in airflow.log(PROMOTE, run_id, "collect_hosts")
+    assert tis[("claim_release", -1)]["state"] == "failed", "refused before the environment is claimed"
+    assert "exceeds max_unavailable" in airflow.log(PROMOTE, run_id, "claim_release")
     assert not any(t.startswith("host.") and ti["state"] == "success" for (t, _), ti in tis.items())
     assert set(fleet_state(env=ENV)["versions"].values()) == {BASELINE}
 

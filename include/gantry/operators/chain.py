@@ -41,18 +41,31 @@ class ClaimReleaseOperator(BaseOperator):
     """Opens this release in the ledger. Only one release per app and environment runs at a time:
     while another one runs, this one is refused with who and what holds the environment."""
 
-    template_fields: Sequence[str] = ("app", "version", "hosts", "override_reason")
+    template_fields: Sequence[str] = ("app", "version", "hosts", "batches", "failure_threshold", "override_reason")
     ui_color = "#e0f0e0"
 
     def __init__(self, *, app: str, version: Any, environment: str, kind: str, hosts: Any = None,
-                 override_reason: Any = None, **kwargs) -> None:
+                 batches: Any = None, failure_threshold: Any = None, override_reason: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.app, self.version, self.environment, self.kind = app, version, environment, kind
-        self.hosts, self.override_reason = hosts, override_reason
+        self.hosts, self.batches, self.failure_threshold = hosts, batches, failure_threshold
+        self.override_reason = override_reason
 
     def execute(self, context: Context) -> dict:
+        from gantry.hooks.cmdb import CmdbUnavailable
         from gantry.hooks.ledger import ReleaseInProgress
+        from gantry.operators.hosts import plan_request
 
+        # A request that cannot be planned (hosts the CMDB does not list, a plan beyond
+        # max_unavailable, bad CMDB data) is refused before the environment is claimed.
+        # collect_hosts plans again from the CMDB of the moment the hosts are released.
+        try:
+            plan_request(self.app, self.environment, self.hosts, self.batches, self.failure_threshold)
+        except plan.PlanError as exc:
+            raise AirflowFailException(f"refused before claiming {self.environment}: {exc}. Nothing was "
+                                       "touched.") from exc
+        except CmdbUnavailable as exc:  # transient: collect_hosts retries it
+            self.log.warning("the CMDB is unavailable (%s); the hosts are checked again before any is touched", exc)
         ledger = _ledger()
         current = ledger.current(self.app, self.environment)
         previous = current[0].version if current else None

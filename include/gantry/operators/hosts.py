@@ -38,6 +38,26 @@ def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artif
     ]
 
 
+def plan_request(app: str, environment: str, subset: Any = None, batches: Any = None,
+                 failure_threshold: Any = None) -> dict[str, Any]:
+    """The request checked against the CMDB: every listed host, the chosen ones, the batches, the
+    bound on hosts out of rotation and the failure threshold. Raises ``PlanError`` (with the
+    CMDB's own data errors) for a request that cannot be planned. An unset override is None or
+    "" (the form's empty field); anything else is a value to check."""
+    from gantry.adapters import cmdb
+
+    config = load_config()
+    env = config.environment(environment)
+    listed = cmdb(config, env).hosts(app, env.name)
+    hosts = plan.select_hosts(listed, subset)
+    batch_plan = env.batches if batches in (None, "") else str(batches)
+    planned = plan.parse_batch_plan(batch_plan, len(hosts))
+    return {"listed": listed, "hosts": hosts, "batch_plan": batch_plan, "batches": planned,
+            "bound": plan.check_plan(planned, len(hosts), env.max_unavailable),
+            "threshold": plan.failure_threshold(
+                env.failure_threshold if failure_threshold in (None, "") else failure_threshold, len(hosts))}
+
+
 class ResolveRollbackTargetOperator(BaseOperator):
     """Decides the version a rollback returns to: the requested one, or else the version each
     host ran before its current one (from the release log Gantry keeps on every host). Hosts
@@ -105,22 +125,15 @@ class CollectHostsOperator(BaseOperator):
         self.artifact, self.hosts, self.batches, self.dry_run = artifact, hosts, batches, dry_run
 
     def execute(self, context: Context) -> list[dict]:
-        from gantry.adapters import cmdb
-
         config = load_config()
         env = config.environment(self.environment)
         app = _app_config(self.app)
         try:
-            listed = cmdb(config, env).hosts(app.name, env.name)
-            hosts = plan.select_hosts(listed, self.hosts)
-            # An unset override is None or "" (the form's empty field); anything else is a plan.
-            batch_plan = env.batches if self.batches in (None, "") else str(self.batches)
-            batches = plan.parse_batch_plan(batch_plan, len(hosts))
-            bound = plan.check_plan(batches, len(hosts), env.max_unavailable)
-            threshold = plan.failure_threshold(
-                env.failure_threshold if self.failure_threshold in (None, "") else self.failure_threshold, len(hosts))
+            request = plan_request(app.name, env.name, self.hosts, self.batches, self.failure_threshold)
         except plan.PlanError as exc:
             raise AirflowFailException(f"{exc}. No host was touched.") from exc
+        listed, hosts, batches = request["listed"], request["hosts"], request["batches"]
+        batch_plan, bound, threshold = request["batch_plan"], request["bound"], request["threshold"]
         bake = float(env.bake_seconds if self.bake_seconds in (None, "") else self.bake_seconds)
         settle = float(env.settle_seconds if self.settle_seconds in (None, "") else self.settle_seconds)
         confirm = env.confirm_between_batches if self.confirm_batches is None else bool(self.confirm_batches)
