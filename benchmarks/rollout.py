@@ -8,6 +8,7 @@ time; the release-window timetable's computation and the ledger REST view's late
 (total and per host), the critical path (per batch, the slowest host's drain + quiet period +
 restart + health check, from the hosts' step tables), wall / critical path, the time before the
 first host leaves rotation, and per batch the time out of rotation minus its critical path.
+With ``--reconcile N``: N passes of the reconciler over every host (wall, CPU-seconds).
 Run it with nothing else using the fleet or the machine.
 """
 from __future__ import annotations
@@ -163,6 +164,32 @@ def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None, 
     }
 
 
+def reconcile_passes(api: AirflowAPI, passes: int) -> dict:
+    """Passes of gantry_reconcile over every environment: what a scheduled pass costs. The first
+    pass may find (and record) drift left by earlier runs; the later ones find it unchanged, the
+    steady state of a pass every few minutes."""
+    dag = "gantry_reconcile"
+    api.wait_for_dag(dag)
+    out = []
+    for _ in range(passes):
+        cpu0, t0 = cpu_seconds(("airflow-",)), time.time()
+        run_id = api.trigger(dag, {}).json()["dag_run_id"]
+        state = api.wait_run(dag, run_id, timeout=900)
+        wall, cpu = time.time() - t0, cpu_seconds(("airflow-",)) - cpu0
+        run = api.get(f"/dags/{dag}/dagRuns/{run_id}")
+        tis = api.task_instances(dag, run_id)
+        span = ts(run["end_date"]) - ts(run["queued_at"])
+        out.append({"state": state, "wall_s": round(wall, 1), "run_span_s": round(span, 1),
+                    "airflow_cpu_s": round(cpu, 1), "task_instances": len(tis),
+                    "hosts_acted_on": sum(1 for t in tis if t["task_id"] == "reconcile_host" and t["map_index"] >= 0)})
+    hosts = len(fleetctl.inventory_hosts())
+    steady = out[1:] or out
+    return {"hosts_observed": hosts, "passes": out,
+            "steady_run_span_s_median": median([p["run_span_s"] for p in steady]),
+            "steady_airflow_cpu_s_median": median([p["airflow_cpu_s"] for p in steady]),
+            "steady_airflow_cpu_s_per_host": round(median([p["airflow_cpu_s"] for p in steady]) / hosts, 3)}
+
+
 def window_and_ledger(api: AirflowAPI) -> dict:
     """Cost of the scheduled-window parts: the timetable's next opening (computed by the scheduler
     for every parse of gantry_scheduled_prod) and the ledger's REST view (plugin, authenticated)."""
@@ -309,11 +336,18 @@ def main() -> None:
                     help="only run this many consecutive Gantry promotions of perf and report their walls")
     ap.add_argument("--tools", default="gantry,ansible", help="which rollouts to run")
     ap.add_argument("--load", action="store_true", help="Gantry's runs under traffic through the load balancer")
+    ap.add_argument("--reconcile", type=int, default=0,
+                    help="only run this many reconciler passes over every environment and report their cost")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "last-run.json"))
     a = ap.parse_args()
     # The observers under --load read the registry through the same Airflow Connections as Gantry.
     os.environ.update({k: v for k, v in fleetctl.airflow_env().items() if k.startswith("AIRFLOW_CONN_")})
     api = AirflowAPI()
+    if a.reconcile:
+        result = reconcile_passes(api, a.reconcile)
+        Path(REPO / "benchmarks" / "last-run-reconcile.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     if a.consecutive:
         walls = []
         for _ in range(a.consecutive):
