@@ -110,7 +110,7 @@ def test_tampered_artifact_stops_before_any_host(baseline, airflow, fleet):
     assert_all_in_rotation(after)
     result = subprocess.run(fleet.ssh_cmd(after["hosts"][0]) + ["ls /srv/gantry/demo/releases"],
                             capture_output=True, text=True, check=True)
-    assert "1.3.0" not in result.stdout, "an unverified package must not be left as a release"
+    assert "1.3.0" not in result.stdout.split(), "an unverified package must not be left as a release"
 
 
 def test_unhealthy_host_is_skipped_and_the_ledger_says_partial_not_verified(baseline, airflow, fleet):
