@@ -569,16 +569,19 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
         # A task whose process died (a killed worker) is declared dead and retried after this
         # long without a heartbeat (default 300 s); its host may be out of rotation meanwhile.
-        # Supervisors heartbeat every 5 s ([workers] min_heartbeat_interval), so 45 s is nine
-        # missed beats: the cost is that a worker stalled that long (API server down, machine
-        # swapping) loses its task to a retry. See README, Faults.
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "45",
+        # Supervisors heartbeat every 5 s ([workers] min_heartbeat_interval), so 30 s is six
+        # missed beats: the cost is that a worker stalled that long (cut from the API server,
+        # machine swapping) loses its task to a retry. See README, Faults.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         # A scheduler that died leaves its running tasks to the next one, which adopts or resets
         # them once the dead one's job heartbeat is [scheduler] scheduler_health_check_threshold
         # (30 s) old - but looks only every orphaned_tasks_check_interval (default 300 s). One
         # cheap query every 15 s brings a host a dead scheduler left offline back within 90 s.
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+        # A triggerer that died leaves its triggers (batch gates, window sensors) to the next one
+        # once its heartbeat (every 5 s) is this old (default 30 s): three missed beats.
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
         # The reconciler's schedule (dags/gantry_reconcile.py); the test suite runs it on demand.
         "GANTRY_RECONCILE_EVERY_MINUTES": os.environ.get("GANTRY_RECONCILE_EVERY_MINUTES", "5"),
         # A rollout is a long chain of short tasks: a shorter idle sleep cuts the gap between

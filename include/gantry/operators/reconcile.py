@@ -173,6 +173,7 @@ class ObserveFleetOperator(BaseOperator):
             run_id = claim["run_id"].split(CLAIM_SEPARATOR)[0]
             try:
                 state = RuntimeTaskInstance.get_dagrun_state(dag_id=claim["dag_id"], run_id=run_id)
+                state = getattr(state, "value", state)  # the enum's text: "failed", not "DagRunState.FAILED"
             except Exception as exc:  # noqa: BLE001 - a run Airflow no longer knows is over too
                 self.log.warning("run %s of %s: %s", run_id, claim["dag_id"], exc)
                 state = "unknown to Airflow"
