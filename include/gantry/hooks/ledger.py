@@ -51,7 +51,11 @@ SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
 
 
 class ReleaseInProgress(RuntimeError):
-    """Another release of the same app in the same environment is running."""
+    """Another release of the same app in the same environment is running; ``holder`` is its row."""
+
+    def __init__(self, message: str, holder: dict) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class LedgerHook(BaseHook):
             raise ReleaseInProgress(
                 f"another release of {app} in {environment} is in progress: {o.get('kind')} of {o.get('version')} "
                 f"(run {o.get('run_id')}, started {o.get('started_at')} by {o.get('triggered_by')}); "
-                "wait for it to end, then trigger again") from None
+                "wait for it to end, then trigger again", o) from None
 
     def update(self, dag_id: str, run_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{k} = :{k}" for k in fields)
@@ -135,6 +139,17 @@ class LedgerHook(BaseHook):
                 "UPDATE gantry_release SET status=:s, message=:m, hosts=CAST(:h AS jsonb), "
                 "approved_by=COALESCE(:ab, approved_by), ended_at=now() WHERE dag_id=:d AND run_id=:r"),
                 {"s": status, "m": message, "h": json.dumps(hosts), "ab": approved_by, "d": dag_id, "r": run_id})
+
+    def record(self, *, app: str, environment: str, kind: str, version: str | None, dag_id: str, run_id: str,
+               triggered_by: str, status: str, message: str, hosts: list[dict]) -> None:
+        """An entry that needed no claim (the reconciler's findings when it changes nothing)."""
+        with self.engine().begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO gantry_release (app, environment, kind, version, dag_id, run_id, triggered_by, auto, "
+                "status, message, hosts, ended_at) VALUES (:a, :e, :k, :v, :d, :r, :by, true, :s, :m, "
+                "CAST(:h AS jsonb), now()) ON CONFLICT (dag_id, run_id) DO NOTHING"),
+                {"a": app, "e": environment, "k": kind, "v": version, "d": dag_id, "r": run_id, "by": triggered_by,
+                 "s": status, "m": message, "h": json.dumps(hosts)})
 
     def abandon(self, dag_id: str, run_id: str, message: str) -> bool:
         """Close a claim whose run ended without reporting (killed, marked failed by hand):
@@ -208,7 +223,10 @@ class LedgerHook(BaseHook):
                 {"host": h["host"], "version": h["version"], "healthy": h["healthy"], "in_rotation": h["in_rotation"],
                  "observed_at": h["observed_at"].isoformat(timespec="seconds"), "observed_by": h["observed_by"]}
                 for h in seen.get(key, [])
-                if h["version"] != row["version"] or h["healthy"] is False or h["in_rotation"] is False]
+                # With no version in the ledger yet there is nothing to drift from (hosts installed
+                # before any release): only unhealthy or out-of-rotation hosts are shown then.
+                if (row["version"] and h["version"] != row["version"]) or h["healthy"] is False
+                or h["in_rotation"] is False]
             rows.append(row)
         return rows
 

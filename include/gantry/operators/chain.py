@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -18,6 +19,10 @@ from gantry.config import load_config
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+
+
+# How long a release waits for a reconciler pass that holds its environment.
+RECONCILER_WAIT_SECONDS = 120
 
 
 def _ledger():
@@ -70,13 +75,22 @@ class ClaimReleaseOperator(BaseOperator):
         current = ledger.current(self.app, self.environment)
         previous = current[0].version if current else None
         who = run_context(context)
-        try:
-            ledger.claim(app=self.app, environment=self.environment, kind=self.kind, version=self.version or None,
-                         dag_id=context["dag"].dag_id, run_id=context["run_id"], triggered_by=who["triggered_by"],
-                         scope="partial" if self.hosts else "full", auto=who["auto"],
-                         override_reason=self.override_reason or None, previous_version=previous)
-        except ReleaseInProgress as exc:
-            raise AirflowFailException(str(exc)) from exc
+        deadline = time.monotonic() + RECONCILER_WAIT_SECONDS
+        while True:
+            try:
+                ledger.claim(app=self.app, environment=self.environment, kind=self.kind,
+                             version=self.version or None, dag_id=context["dag"].dag_id, run_id=context["run_id"],
+                             triggered_by=who["triggered_by"], scope="partial" if self.hosts else "full",
+                             auto=who["auto"], override_reason=self.override_reason or None,
+                             previous_version=previous)
+                break
+            except ReleaseInProgress as exc:
+                # The reconciler holds an environment for seconds while it puts hosts back: wait
+                # for it rather than refuse. Another release is a refusal.
+                if exc.holder.get("kind") != "reconcile" or time.monotonic() > deadline:
+                    raise AirflowFailException(str(exc)) from exc
+                self.log.info("the reconciler is putting hosts back in %s; waiting for it", self.environment)
+                time.sleep(2)
         if self.override_reason:
             self.log.warning("EMERGENCY OVERRIDE by %s: %s", who["triggered_by"], self.override_reason)
         self.log.info("%s of %s %s in %s opened in the ledger (running now: %s, triggered by %s)", self.kind,

@@ -147,20 +147,33 @@ class ObserveFleetOperator(BaseOperator):
                     self.log.warning("%s in %s: unchanged since %s (already alerted): %s", app.name, env.name,
                                      last["started_at"], alerts)
                     continue
-                try:
-                    ledger.claim(app=app.name, environment=env.name, kind="reconcile", version=believed,
-                                 dag_id=RECONCILE_DAG_ID, run_id=f"{context['run_id']}{CLAIM_SEPARATOR}{app.name}/"
-                                 f"{env.name}", triggered_by="gantry-reconciler", scope="full", auto=True,
-                                 override_reason=None, previous_version=believed)
+                entry = {"app": app.name, "environment": env.name, "kind": "reconcile", "version": believed,
+                         "dag_id": RECONCILE_DAG_ID, "run_id": f"{context['run_id']}{CLAIM_SEPARATOR}{app.name}/"
+                         f"{env.name}", "triggered_by": "gantry-reconciler"}
+                if not any(f["put_back"] for _, f in needy):
+                    # Nothing to change: recorded without holding the environment, so a release
+                    # triggered meanwhile is not kept waiting for an alert.
+                    ledger.record(**entry, status="reconciled", message=summary,
+                                  hosts=[{**f, "done": []} for _, f in needy])
+                    self.log.warning("%s in %s: %s", app.name, env.name, summary)
+                    todo.extend(self._records(app.name, env.name, believed, released, needy, claimed=False))
+                    continue
+                try:  # it will put hosts back: hold the environment so that no release moves them meanwhile
+                    ledger.claim(**entry, scope="full", auto=True, override_reason=None, previous_version=believed)
                 except ReleaseInProgress as exc:  # a release started meanwhile: it owns the hosts now
                     self.log.info("%s in %s: %s; not touched", app.name, env.name, exc)
                     continue
                 self.log.warning("%s in %s: %s", app.name, env.name, summary)
-                todo.extend({"app": app.name, "environment": env.name, "name": o["host"], "address": o["address"],
-                             "ssh_port": o["ssh_port"], "believed": believed, "released_before": o["host"] in released,
-                             "managed": bool(released),
-                             "finding": f} for o, f in needy)
+                todo.extend(self._records(app.name, env.name, believed, released, needy, claimed=True))
         return todo
+
+    @staticmethod
+    def _records(app: str, environment: str, believed: str | None, released: set[str], needy: list,
+                 claimed: bool) -> list[dict]:
+        """One record per host for ``reconcile_host``; ``claimed``: the report closes the claim."""
+        return [{"app": app, "environment": environment, "name": o["host"], "address": o["address"],
+                 "ssh_port": o["ssh_port"], "believed": believed, "released_before": o["host"] in released,
+                 "managed": bool(released), "claimed": claimed, "finding": f} for o, f in needy]
 
     def close_abandoned_claims(self, ledger, config) -> None:
         """A claim whose Airflow run is over will never be finished by its report: close it, so
@@ -208,7 +221,10 @@ class ReconcileHostOperator(BaseOperator):
         finding = reconcile.judge(observed, h["believed"], h["released_before"], h["managed"])
         self.log.info("%s/%s/%s now: %s", app.name, env.name, target.name, observed)
         done = []
-        if finding.put_back:
+        if finding.put_back and not h.get("claimed", True):
+            # Observed as needing only a human; it changed since, without the environment held.
+            self.log.warning("%s now needs putting back; the next pass does it", target.name)
+        elif finding.put_back:
             adapters.registry().enable(app.name, env.name, target.name)
             done.append("enabled in the registry")
             adapters.load_balancer().enable(env.pool(app.name), target.address, app.port)
