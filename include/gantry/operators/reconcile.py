@@ -36,6 +36,7 @@ def _probe(app: AppConfig, host: Host) -> dict[str, Any]:
     host SSH cannot reach is asked over HTTP, as the load balancer would: an app that serves
     its health check goes back in rotation even while its sshd is down."""
     from gantry import adapters, remote
+    from gantry.operators.host import HostOperator
 
     shell = adapters.host_shell(host.address, host.ssh_port)
     try:
@@ -45,7 +46,7 @@ def _probe(app: AppConfig, host: Host) -> dict[str, Any]:
     finally:
         shell.close()
     probe = remote.parse_probe(result.stdout) if result.ok else {}
-    return {"healthy": probe.get("process") == "up" and probe.get("health") == "200",
+    return {"healthy": HostOperator.is_healthy(probe),
             "version": probe.get("served") or probe.get("current") or None,
             "probe": probe or result.stderr.strip()}
 
@@ -259,12 +260,12 @@ class ReconcileReportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict:
         from gantry import adapters
+        from gantry.operators.report import as_list
 
         ti = context["ti"]
         todo = ti.xcom_pull(task_ids=self.observe_task_id) or []
-        pulled = ti.xcom_pull(task_ids=self.host_task_id, key="result") or []
-        results = {(r["app"], r["environment"], r["host"]): r for r in
-                   ([pulled] if isinstance(pulled, dict) else [p for p in pulled if p])}
+        results = {(r["app"], r["environment"], r["host"]): r
+                   for r in as_list(ti.xcom_pull(task_ids=self.host_task_id, key="result"))}
         by_env: dict[tuple[str, str], list[dict]] = {}
         for t in todo:
             r = results.get((t["app"], t["environment"], t["name"])) or {

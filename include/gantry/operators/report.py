@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def _as_list(pulled: Any) -> list:
+def as_list(pulled: Any) -> list:
     """One mapped instance comes back as a single value, several as a list."""
     return [pulled] if isinstance(pulled, dict) else [p for p in (pulled or []) if p]
 
@@ -58,7 +58,7 @@ class ReleaseReportOperator(BaseOperator):
         planned = ti.xcom_pull(task_ids=self.plan_task_id) or []
         recorded: dict[str, dict] = {}
         for task_id in self.host_task_ids:  # later steps override earlier ones
-            recorded.update({o["host"]: o for o in _as_list(ti.xcom_pull(task_ids=task_id, key=XCOM_OUTCOME))})
+            recorded.update({o["host"]: o for o in as_list(ti.xcom_pull(task_ids=task_id, key=XCOM_OUTCOME))})
         outcomes = [recorded.get(h["name"]) or {"host": h["name"], "batch": h["batch"], "outcome": plan.NOT_STARTED,
                                                 "reason": "no step recorded an outcome (not run, or the task died)"}
                     for h in planned]
