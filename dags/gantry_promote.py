@@ -60,7 +60,7 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
         if (nxt := config.next_environment(env.name)) is not None:
             report >> PromoteNextOperator(
                 task_id=f"promote_{nxt.name}", next_environment=nxt.name, default=env.auto_promote,
-                queue=nxt.scheduled_release, auto_promote="{{ params.auto_promote }}",
+                enqueue=nxt.scheduled_release, auto_promote="{{ params.auto_promote }}",
                 hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
                 app="{{ params.app }}", version=VERSION)
     globals()[dag_id] = dag

@@ -54,6 +54,12 @@ ALERTMANAGER_PORT = 19093
 PG_PORT = 15432
 AIRFLOW_PORT = 8080
 SMTP_PORT = 10025
+REDIS_PORT = 16379
+# Airflow settings shared with docker-compose.yaml (config/airflow.env, README: Scale-out).
+AIRFLOW_ENV_FILE = REPO / "config" / "airflow.env"
+CELERY_ENV_FILE = REPO / "config" / "airflow-celery.env"
+EXECUTORS = ("local", "celery")
+EXECUTOR_FILE = STATE / "executor"
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
 # Local Airflow users (password = name); `alice` is the configured prod approver.
 DEMO_USERS = ("admin", "alice", "bob")
@@ -533,8 +539,32 @@ def reset_database(app: str, env: str) -> None:
        "-qc", f"DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION {app};")
 
 
-def airflow_env() -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (docker compose's env_file format: no quotes, no expansion)."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise SystemExit(f"{path}: not KEY=VALUE: {line!r}")
+            pairs[key.strip()] = value
+    return pairs
+
+
+def executor_name() -> str:
+    """The executor of the local install: ``GANTRY_EXECUTOR`` (local or celery), else what the
+    running install uses, else local."""
+    name = os.environ.get("GANTRY_EXECUTOR") or (EXECUTOR_FILE.read_text().strip() if EXECUTOR_FILE.exists()
+                                                 else "local")
+    if name not in EXECUTORS:
+        raise SystemExit(f"GANTRY_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)}")
+    return name
+
+
+def airflow_env(executor: str | None = None) -> dict[str, str]:
     """Airflow settings for the local install, and the Connections Gantry uses."""
+    executor = executor or executor_name()
+    STATE.mkdir(parents=True, exist_ok=True)
     secrets = STATE / "airflow-secrets.json"
     if not secrets.exists():
         secrets.write_text(json.dumps({k: os.urandom(24).hex() for k in ("jwt", "api")}))
@@ -546,53 +576,33 @@ def airflow_env() -> dict[str, str]:
         secrets.write_text(json.dumps(s))
     home = STATE / "airflow"
     env = {
+        # What Gantry runs with on any install (and docker-compose.yaml reads too).
+        **read_env_file(AIRFLOW_ENV_FILE),
+        **(read_env_file(CELERY_ENV_FILE) if executor == "celery" else {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # Task processes at once (the LocalExecutor pre-forks one worker each); see README, Benchmarks.
-        "AIRFLOW__CORE__PARALLELISM": os.environ.get("GANTRY_AIRFLOW_PARALLELISM", "16"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__FERNET_KEY": s["fernet"],
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in DEMO_USERS),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{AIRFLOW_PORT}/execution/",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
             f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{PG_PORT}/airflow",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{AIRFLOW_PORT}",
         "AIRFLOW__API__PORT": str(AIRFLOW_PORT),
         "AIRFLOW__API__SECRET_KEY": s["api"],
         "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt"],
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
-        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
-        # A task whose process died (a killed worker) is declared dead and retried after this
-        # long without a heartbeat (default 300 s); its host may be out of rotation meanwhile.
-        # Supervisors heartbeat every 5 s ([workers] min_heartbeat_interval), so 30 s is six
-        # missed beats: the cost is that a worker stalled that long (cut from the API server,
-        # machine swapping) loses its task to a retry. See README, Faults.
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-        # A scheduler that died leaves its running tasks to the next one, which adopts or resets
-        # them once the dead one's job heartbeat is [scheduler] scheduler_health_check_threshold
-        # (30 s) old - but looks only every orphaned_tasks_check_interval (default 300 s). One
-        # cheap query every 15 s brings a host a dead scheduler left offline back within 90 s.
-        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
-        # A triggerer that died leaves its triggers (batch gates, window sensors) to the next one
-        # once its heartbeat (every 5 s) is this old (default 30 s): three missed beats.
-        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
-        # The reconciler's schedule (dags/gantry_reconcile.py); the test suite runs it on demand.
-        "GANTRY_RECONCILE_EVERY_MINUTES": os.environ.get("GANTRY_RECONCILE_EVERY_MINUTES", "5"),
-        # A rollout is a long chain of short tasks: a shorter idle sleep cuts the gap between
-        # one task's end and the next one's start (measured in benchmarks/rollout.py).
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
-        "AIRFLOW__TRIGGERER__CAPACITY": "1000",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "PYTHONPATH": str(REPO / "include"),
         "GANTRY_CONFIG": str(REPO / "config" / "gantry.yaml"),
         "GANTRY_INVENTORY": str(CMDB_INVENTORY),
     }
+    if os.environ.get("GANTRY_AIRFLOW_PARALLELISM"):
+        env["AIRFLOW__CORE__PARALLELISM"] = os.environ["GANTRY_AIRFLOW_PARALLELISM"]
+    if os.environ.get("GANTRY_RECONCILE_EVERY_MINUTES"):
+        env["GANTRY_RECONCILE_EVERY_MINUTES"] = os.environ["GANTRY_RECONCILE_EVERY_MINUTES"]
+    if executor == "celery":
+        env["AIRFLOW__CELERY__BROKER_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
+        env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+postgresql://airflow:airflow@127.0.0.1:{PG_PORT}/airflow"
     key = STATE / "ssh/id_ed25519"
     known = STATE / "ssh/known_hosts"
     conns = {
@@ -633,35 +643,98 @@ AIRFLOW_COMPONENTS = {
     "airflow-dag-processor": ["dag-processor"],
     "airflow-triggerer": ["triggerer"],
 }
+DEFAULT_QUEUE = "default"
 
 
-def write_env_file() -> Path:
-    env = airflow_env()
+def celery_queues() -> list[str]:
+    """The Celery queues the config routes to: the default one and every environment's ``queue``
+    (README, Scale-out). The local demo runs one worker per queue."""
+    config = yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())
+    zones = {env["queue"] for env in config["environments"].values() if env.get("queue")}
+    return [DEFAULT_QUEUE, *sorted(zones - {DEFAULT_QUEUE})]
+
+
+def worker_component(name: str) -> str:
+    return f"airflow-worker-{name}"
+
+
+def start_worker(name: str, queue: str, executor_env: dict[str, str], serve_logs: bool = False) -> int:
+    """One Celery worker process serving ``queue``. Workers on one machine share its log
+    directory, so one log server (the first worker's, on [logging] worker_log_server_port)
+    serves every worker's task logs; each worker records its own name on the task instances
+    it runs (gantry.workers.worker_hostname)."""
+    args = ["celery", "worker", "--queues", queue, "--celery-hostname", f"{name}@%h"]
+    if not serve_logs:
+        args.append("--skip-serve-logs")
+    return spawn(worker_component(name), [airflow_cmd(), *args],
+                 env={**os.environ, **executor_env, "GANTRY_WORKER_NAME": f"worker-{name}"})
+
+
+def redis_up() -> None:
+    """The Celery broker: Debian's redis-server on loopback, nothing persisted (a broker
+    restart loses queued messages; Airflow's task_queued_timeout requeues them)."""
+    data = STATE / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--dir", str(data),
+                    "--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+    wait_tcp("127.0.0.1", REDIS_PORT, name="redis")
+
+
+def write_env_file(executor: str | None = None) -> Path:
+    env = airflow_env(executor)
     path = STATE / "airflow.env"
     path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return path
 
 
-def airflow_up() -> None:
+def start_airflow_components(executor: str) -> None:
+    EXECUTOR_FILE.write_text(executor)
+    write_env_file(executor)
+    env = {**os.environ, **airflow_env(executor)}
+    if executor == "celery":
+        redis_up()
+        for i, queue in enumerate(celery_queues()):
+            start_worker(queue, queue, env, serve_logs=(i == 0))
+    for name, args in AIRFLOW_COMPONENTS.items():
+        spawn(name, [airflow_cmd(), *args], env=env)
+    wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", timeout=120, name="airflow api")
+
+
+def stop_airflow_components() -> None:
+    for name in AIRFLOW_COMPONENTS:
+        stop(name, timeout=20)
+    # Every worker that was started, by its recorded PID (also spares a test started).
+    for path in sorted(PIDS.glob(f"{worker_component('')}*.pid")) if PIDS.exists() else []:
+        stop(path.stem, timeout=20)
+    stop("redis")
+
+
+def airflow_up(executor: str | None = None) -> None:
     t0 = time.time()
+    executor = executor or executor_name()
     postgres_up()
-    write_env_file()
-    env = {**os.environ, **airflow_env()}
+    env = {**os.environ, **airflow_env(executor)}
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     pw = home / "passwords.json"
     pw.write_text(json.dumps({u: u for u in DEMO_USERS}))
     subprocess.run([airflow_cmd(), "db", "migrate"], env=env, check=True,
                    stdout=open(STATE / "logs/airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
-    for name, args in AIRFLOW_COMPONENTS.items():
-        spawn(name, [airflow_cmd(), *args], env=env)
-    wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", timeout=120, name="airflow api")
-    log(f"airflow up in {time.time() - t0:.1f}s: http://127.0.0.1:{AIRFLOW_PORT} (admin / admin)")
+    start_airflow_components(executor)
+    log(f"airflow up ({executor} executor) in {time.time() - t0:.1f}s: http://127.0.0.1:{AIRFLOW_PORT} (admin / admin)")
+
+
+def switch_executor(executor: str) -> None:
+    """Restart Airflow's components on another executor (PostgreSQL, its history and the
+    fleet stay as they are). Nothing may be running."""
+    t0 = time.time()
+    stop_airflow_components()
+    start_airflow_components(executor)
+    log(f"airflow switched to the {executor} executor in {time.time() - t0:.1f}s")
 
 
 def airflow_down() -> None:
-    for name in AIRFLOW_COMPONENTS:
-        stop(name, timeout=20)
+    stop_airflow_components()
     stop("postgres")
 
 
@@ -740,8 +813,9 @@ def status() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["up", "down", "airflow-up", "airflow-down", "bootstrap", "reset", "status",
-                                        "env-file"])
-    ap.add_argument("version", nargs="?", default="1.0.0")
+                                        "env-file", "switch-executor"])
+    ap.add_argument("version", nargs="?", default="1.0.0",
+                    help="bootstrap, reset: the version to install; switch-executor: local or celery")
     a = ap.parse_args()
     if a.command == "up":
         up()
@@ -759,6 +833,8 @@ def main() -> None:
         reset(a.version)
     elif a.command == "env-file":
         print(write_env_file())
+    elif a.command == "switch-executor":
+        switch_executor(a.version if a.version in EXECUTORS else executor_name())
     else:
         status()
 

@@ -81,6 +81,9 @@ class EnvironmentConfig:
     # a build that passes its health check and then crashes is taken out and rolled back.
     settle_seconds: float = 0
     lb_pool: str = "{app}-{env}"         # the app's pool (nginx upstream) in this environment
+    # The Celery queue of this environment's release tasks: the workers that serve it sit in the
+    # network zone that reaches its hosts (README, Scale-out). None: Airflow's default queue.
+    queue: str | None = None
     confirm_between_batches: bool = False  # a human confirms before each batch after the first
     on_threshold: str = "halt"           # failure threshold reached: "halt" or "pause" (ask a human)
     approvers: tuple[str, ...] = ()      # Airflow users who may answer; empty: any user with access
@@ -304,6 +307,9 @@ def _environment(name: str, raw: Any) -> EnvironmentConfig:
         raise ConfigError(f"{where}.cmdb must be one of {', '.join(CMDB_ADAPTERS)}, not {e['cmdb']!r}")
     if "lb_pool" in e:
         _template(e["lb_pool"], f"{where}.lb_pool", app="demo", env=name)
+    if e.get("queue") is not None and not NAME_PATTERN.fullmatch(e["queue"]):
+        raise ConfigError(f"{where}.queue {e['queue']!r}: a queue name is letters, digits, '-' and '_' "
+                          "(it names a Celery queue and a worker's --queues)")
     e["window"] = _window(e.get("window"), f"{where}.window")
     return EnvironmentConfig(name=name, **e)
 

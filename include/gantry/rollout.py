@@ -71,14 +71,21 @@ def dags_to_build(config: GantryConfig, kind: str) -> Iterator[tuple[Environment
 
 
 def dag_defaults(env: EnvironmentConfig) -> dict:
-    """What every DAG of an environment shares: no backfill, native templates, its alerts."""
+    """What every DAG of an environment shares: no backfill, native templates, its alerts, and
+    its workers: with a ``queue`` in the config every task runs on the workers of that queue,
+    the ones placed where the environment's hosts, load balancer, registry and database can be
+    reached (README, Scale-out)."""
     return dict(start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), catchup=False,
-                render_template_as_native_obj=True, **run_notifiers(env.name, env.notify))
+                render_template_as_native_obj=True, **run_notifiers(env.name, env.notify),
+                default_args={"queue": env.queue} if env.queue else {})
 
 
 def release_dag_args(env: EnvironmentConfig) -> dict:
     """A release DAG's defaults: one run at a time, retries with backoff for transient faults."""
-    return dict(schedule=None, max_active_runs=1, **dag_defaults(env), default_args={
+    defaults = dag_defaults(env)
+    task_defaults = defaults.pop("default_args")
+    return dict(schedule=None, max_active_runs=1, **defaults, default_args={
+        **task_defaults,
         "retries": env.retries,
         "retry_delay": dt.timedelta(seconds=env.retry_delay_seconds),
         "retry_exponential_backoff": 2.0,

@@ -97,6 +97,8 @@ def test_unknown_keys_are_refused_at_every_level(tmp_path, key, value, message):
     ("apps.demo.package", "demo-{version}.zip", "is not a .tar.gz, .jar or .war"),
     ("apps.demo.install_root", "srv/demo", "install_root must be an absolute path"),
     ("apps.demo.migrations.connection", "db_{application}", r"may use only \{app\}, \{env\}"),
+    ("environments.prod.queue", "prod zone", "environments.prod.queue 'prod zone': a queue name is letters"),
+    ("environments.prod.queue", 7, "environments.prod.queue: 7 is not text"),
 ])
 def test_an_app_without_its_commands_or_with_wrong_values_is_refused(tmp_path, key, value, message):
     path = write(tmp_path, changed(key, value))

@@ -163,12 +163,13 @@ class PromoteNextOperator(TriggerDagRunOperator):
                                       "hosts", "dry_run")
 
     def __init__(self, *, app: str, version: str, next_environment: str, default: bool, auto_promote: Any = None,
-                 hosts: Any = None, dry_run: Any = False, queue: bool = False, report_task_id: str = "report",
+                 hosts: Any = None, dry_run: Any = False, enqueue: bool = False, report_task_id: str = "report",
                  **kwargs) -> None:
         # An environment released at its window openings gets the version queued (after its
-        # gates and approval), not released at once.
-        self.queue = queue
-        super().__init__(trigger_dag_id=f"gantry_{'queue' if queue else 'promote'}_{next_environment}",
+        # gates and approval), not released at once. (Not `queue`: that is the Celery queue the
+        # task runs on, BaseOperator's.)
+        self.enqueue = enqueue
+        super().__init__(trigger_dag_id=f"gantry_{'queue' if enqueue else 'promote'}_{next_environment}",
                          wait_for_completion=False, **kwargs)
         self.app, self.version, self.next_environment = app, version, next_environment
         self.default, self.auto_promote, self.hosts, self.dry_run = default, auto_promote, hosts, dry_run
@@ -186,10 +187,10 @@ class PromoteNextOperator(TriggerDagRunOperator):
             self.log.info("no auto-promotion to %s: %s", self.next_environment, why_not)
             raise AirflowSkipException(f"no auto-promotion: {why_not}")
         self.conf = {"app": self.app, "version": self.version, "auto": True}
-        if not self.queue:
+        if not self.enqueue:
             self.conf["auto_promote"] = self.auto_promote
         self.log.info("auto-promoting %s %s to %s%s", self.app, self.version, self.next_environment,
-                      " (queued for its next release window)" if self.queue else "")
+                      " (queued for its next release window)" if self.enqueue else "")
         return super().execute(context)
 
 

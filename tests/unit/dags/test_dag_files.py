@@ -106,3 +106,25 @@ def test_a_version_reaches_the_operators_as_the_same_string_under_native_renderi
     assert env.from_string(VERSION).render(params={"version": version}) == version
     assert env.from_string(VERSION).render(params={"version": None}) == ""
     assert env.from_string(as_text("v")).render(v=version) == version
+
+
+def test_every_task_of_an_environment_with_a_queue_runs_on_it():
+    """beta and prod name the `prod-zone` queue: every task of their release DAGs goes to the
+    workers placed there (README, Scale-out); other environments use the default queue."""
+    bag = DagBag(str(REPO / "dags"))
+    for dag_id in ("gantry_promote_prod", "gantry_rollback_prod", "gantry_queue_prod", "gantry_scheduled_prod",
+                   "gantry_promote_beta", "gantry_rollback_beta"):
+        assert {t.queue for t in bag.dags[dag_id].tasks} == {"prod-zone"}, dag_id
+    for dag_id in ("gantry_promote_test", "gantry_rollback_staging", "gantry_promote_dev", "gantry_reconcile"):
+        assert {t.queue for t in bag.dags[dag_id].tasks} == {"default"}, dag_id
+
+
+def test_auto_promotion_starts_the_next_promotion_and_passes_the_choice_along():
+    """The next environment's run gets the version and this run's auto_promote choice; one
+    released at its window openings gets the version queued instead (and no choice to pass)."""
+    bag = DagBag(str(REPO / "dags"))
+    to_staging = bag.dags["gantry_promote_test"].get_task("promote_staging")
+    assert (to_staging.trigger_dag_id, to_staging.enqueue, to_staging.queue) == (
+        "gantry_promote_staging", False, "default")
+    to_prod = bag.dags["gantry_promote_beta"].get_task("promote_prod")
+    assert (to_prod.trigger_dag_id, to_prod.enqueue, to_prod.queue) == ("gantry_queue_prod", True, "prod-zone")
