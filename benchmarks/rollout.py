@@ -9,6 +9,8 @@ time; the release-window timetable's computation and the ledger REST view's late
 restart + health check, from the hosts' step tables), wall / critical path, the time before the
 first host leaves rotation, and per batch the time out of rotation minus its critical path.
 With ``--reconcile N``: N passes of the reconciler over every host (wall, CPU-seconds).
+With ``--executors local,celery``: the 20-host promotion on each executor in turn, Airflow
+restarted on it before every run (CPU-seconds include redis and the Celery workers).
 Run it with nothing else using the fleet or the machine.
 """
 from __future__ import annotations
@@ -119,10 +121,11 @@ def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None, 
     with contextlib.ExitStack() as stack:
         traffic = stack.enter_context(LoadGenerator(env=env, threads=3)) if load else None
         sampler = stack.enter_context(RotationSampler(env=env, interval=0.2)) if load else None
-        cpu0, t0 = cpu_seconds(("airflow-",)), time.time()
+        # Every Airflow process (the Celery workers are airflow-worker-*) and the Celery broker.
+        cpu0, t0 = cpu_seconds(("airflow-", "redis")), time.time()
         run_id = api.trigger(dag, conf).json()["dag_run_id"]
         state = api.wait_run(dag, run_id, timeout=3600)
-        wall, cpu = time.time() - t0, cpu_seconds(("airflow-",)) - cpu0
+        wall, cpu = time.time() - t0, cpu_seconds(("airflow-", "redis")) - cpu0
     tis = api.task_instances(dag, run_id)
     # The run's own span, from the trigger (queued) to the scheduler marking it done: without the
     # up-to-1 s slack of polling for its end.
@@ -323,6 +326,32 @@ def compare(api: AirflowAPI, size: int, plan: str, version: str, runs: int, tool
     return out
 
 
+def compare_executors(api: AirflowAPI, executors: list[str], plan: str, version: str, runs: int,
+                      warmup: bool) -> dict:
+    """The 20-host promotion on each executor, alternated run by run. Airflow is restarted on the
+    executor before each run (fleetctl switch-executor); with ``warmup`` one unrecorded run
+    after the restart takes the first-run costs (DAG caches, worker pools) out of the figures."""
+    out: dict = {"hosts": 20, "environment": "perf", "plan": plan, **{e: [] for e in executors}}
+    for _ in range(runs):
+        for executor in executors:
+            fleetctl.switch_executor(executor)
+            api.wait_for_dag("gantry_promote_perf")
+            if warmup:
+                fleetctl.reset("1.0.0", "perf")
+                promotion(api, "perf", version, plan)
+            fleetctl.reset("1.0.0", "perf")
+            out[executor].append(promotion(api, "perf", version, plan))
+    fleetctl.reset("1.0.0", "perf")
+    out["summary"] = {executor: {
+        "wall_s_median": median([r["wall_s"] for r in out[executor]]),
+        "run_span_s_median": median([r["run_span_s"] for r in out[executor]]),
+        "airflow_cpu_s_per_host_median": median([r["airflow_cpu_s_per_host"] for r in out[executor]]),
+        "critical_path_s_median": median([r["critical_path_s"] for r in out[executor]]),
+        "states": [r["state"] for r in out[executor]],
+    } for executor in executors}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", default="1.1.0")
@@ -338,6 +367,9 @@ def main() -> None:
     ap.add_argument("--load", action="store_true", help="Gantry's runs under traffic through the load balancer")
     ap.add_argument("--reconcile", type=int, default=0,
                     help="only run this many reconciler passes over every environment and report their cost")
+    ap.add_argument("--executors", default="",
+                    help="only compare the 20-host promotion on these executors (e.g. local,celery), alternated")
+    ap.add_argument("--warmup", action="store_true", help="with --executors: one unrecorded run after each restart")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "last-run.json"))
     a = ap.parse_args()
     # The observers under --load read the registry through the same Airflow Connections as Gantry.
@@ -346,6 +378,11 @@ def main() -> None:
     if a.reconcile:
         result = reconcile_passes(api, a.reconcile)
         Path(REPO / "benchmarks" / "last-run-reconcile.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
+    if a.executors:
+        result = compare_executors(api, a.executors.split(","), a.plan, a.version, a.runs, a.warmup)
+        Path(REPO / "benchmarks" / "last-run-executors.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return
     if a.consecutive:

@@ -551,19 +551,22 @@ def read_env_file(path: Path) -> dict[str, str]:
     return pairs
 
 
-def executor_name() -> str:
-    """The executor of the local install: ``GANTRY_EXECUTOR`` (local or celery), else what the
-    running install uses, else local."""
-    name = os.environ.get("GANTRY_EXECUTOR") or (EXECUTOR_FILE.read_text().strip() if EXECUTOR_FILE.exists()
-                                                 else "local")
+def requested_executor() -> str:
+    """The executor `up` starts Airflow on: ``GANTRY_EXECUTOR`` (local or celery), default local."""
+    name = os.environ.get("GANTRY_EXECUTOR") or "local"
     if name not in EXECUTORS:
         raise SystemExit(f"GANTRY_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)}")
     return name
 
 
+def running_executor() -> str:
+    """The executor the running install was started on (a component restarted alone must use it)."""
+    return EXECUTOR_FILE.read_text().strip() if EXECUTOR_FILE.exists() else requested_executor()
+
+
 def airflow_env(executor: str | None = None) -> dict[str, str]:
     """Airflow settings for the local install, and the Connections Gantry uses."""
-    executor = executor or executor_name()
+    executor = executor or running_executor()
     STATE.mkdir(parents=True, exist_ok=True)
     secrets = STATE / "airflow-secrets.json"
     if not secrets.exists():
@@ -713,7 +716,11 @@ def stop_airflow_components() -> None:
 
 def airflow_up(executor: str | None = None) -> None:
     t0 = time.time()
-    executor = executor or executor_name()
+    executor = executor or requested_executor()
+    running = running_executor()
+    if running != executor and read_pid("airflow-scheduler"):
+        log(f"airflow runs on the {running} executor: restarting it on the {executor} executor")
+        stop_airflow_components()
     postgres_up()
     env = {**os.environ, **airflow_env(executor)}
     home = Path(env["AIRFLOW_HOME"])
@@ -836,7 +843,9 @@ def main() -> None:
     elif a.command == "env-file":
         print(write_env_file())
     elif a.command == "switch-executor":
-        switch_executor(a.version if a.version in EXECUTORS else executor_name())
+        if a.version not in EXECUTORS:
+            raise SystemExit(f"switch-executor: expected one of {', '.join(EXECUTORS)}")
+        switch_executor(a.version)
     else:
         status()
 

@@ -1,0 +1,136 @@
+"""End to end on the CeleryExecutor: Airflow's components restarted on Celery (redis broker, one
+worker process per queue, as `GANTRY_EXECUTOR=celery ./gantry up` runs them), on the same fleet,
+PostgreSQL and history as the rest of the suite; switched back to the LocalExecutor afterwards.
+
+One promotion in `test` under load carries the main promotion's guarantees (every host
+released, not one failed request, never more than one host out of rotation) and a worker
+SIGKILLed while it runs a host step; a rollback in `beta` shows the zone routing: its tasks run
+on the `prod-zone` worker, `test`'s on the default ones.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, per_host
+
+pytestmark = pytest.mark.e2e
+DAG = "gantry_promote_test"
+RELEASE_TASK = "host.offline_restart_online"
+# A host a dead worker left out of rotation is back within this (README, Faults).
+OUT_OF_ROTATION_BOUND = 90
+
+
+def _wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def celery(fleet, airflow):
+    fleet.switch_executor("celery")
+    yield fleet
+    fleet.switch_executor("local")
+
+
+@pytest.fixture
+def spare_worker(celery):
+    """A second worker on the default queue, as a zone with two workers for redundancy has; the
+    demo's own workers are put back as they were afterwards, whichever one the test killed."""
+    env = {**os.environ, **celery.airflow_env("celery")}
+    celery.start_worker("default-spare", "default", env)
+    yield "worker-default-spare"
+    celery.stop(celery.worker_component("default-spare"))
+    if not celery.read_pid(celery.worker_component("default")):
+        celery.start_worker("default", "default", env, serve_logs=True)
+
+
+def _in_lb(fleet, host: dict) -> bool | None:
+    from gantry.hooks.loadbalancer import parse_upstream
+
+    members = parse_upstream(fleet.upstream_file(fleet.pool_name("demo", host["env"])).read_text())
+    return members.get(f"{host['address']}:9000")
+
+
+def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(celery, airflow, spare_worker):
+    from gantry.hooks.ledger import LedgerHook
+
+    fleet = celery
+    fleet.reset("1.0.0")
+    hosts = fleet_state()["hosts"]
+    default_workers = {"worker-default", spare_worker}
+    with LoadGenerator() as load, RotationSampler() as sampler:
+        resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False})
+        assert resp.status_code == 200, resp.text
+        run_id = resp.json()["dag_run_id"]
+
+        # The worker running the canary's release step, SIGKILLed with everything it started (its
+        # process group: pool processes, the task's supervisor and process) once the canary is
+        # out of rotation - a worker machine dying. Its message is not acknowledged (acks_late),
+        # but the retry does not wait for Celery to redeliver it: Airflow declares the task dead
+        # after task_instance_heartbeat_timeout and queues try 2, which the other worker runs.
+        canary = {**hosts[0], "env": "test"}
+        _wait_for(lambda: _in_lb(fleet, canary) is False, "the canary to leave rotation", interval=0.05)
+
+        def canary_step():
+            return next((t for t in airflow.task_instances(DAG, run_id)
+                         if t["task_id"] == RELEASE_TASK and t["map_index"] == 0 and t["hostname"]), None)
+
+        victim = _wait_for(canary_step, "the canary's step to name its worker", interval=0.05)["hostname"]
+        assert victim in default_workers, victim
+        killed_at = time.time()
+        os.killpg(fleet.read_pid(fleet.worker_component(victim.removeprefix("worker-"))), signal.SIGKILL)
+        _wait_for(lambda: _in_lb(fleet, canary), "the canary back in rotation", timeout=300)
+        out_of_rotation = time.time() - killed_at
+
+        state = airflow.wait_run(DAG, run_id, timeout=900)
+
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
+    assert state == "success"
+    releases = per_host(tis, "offline_restart_online")
+    assert {h: ti["state"] for h, ti in releases.items()} == {h["name"]: "success" for h in hosts}
+    retried = releases[hosts[0]["name"]]
+    assert retried["try_number"] == 2, "the killed step was retried"
+    assert retried["hostname"] in default_workers - {victim}, "the retry ran on the other worker"
+    # Every task of `test` ran on the default queue's workers, none on the prod zone's.
+    assert {t["queue"] for t in tis.values()} == {"default"}
+    assert {t["hostname"] for t in tis.values() if t["state"] == "success"} <= default_workers
+    after = fleet_state()
+    assert set(after["versions"].values()) == {"1.1.0"}
+    assert set(after["registry_instances"].values()) == {"1.1.0"}
+    assert_all_in_rotation(after)
+    row = LedgerHook().history("demo", "test", 1)[0]
+    assert (row["run_id"], row["status"], row["version"]) == (run_id, "succeeded", "1.1.0")
+    # The main promotion's guarantees, on Celery and through a dead worker.
+    assert load.total >= 2000, f"only {load.total} requests were sent"
+    assert load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
+    assert sampler.samples > 100
+    assert sampler.max_lb_down == 1 and sampler.max_registry_disabled == 1
+    assert out_of_rotation < OUT_OF_ROTATION_BOUND, f"the canary was out {out_of_rotation:.0f}s after the kill"
+    print(f"\ncelery worker killed: canary out of rotation {out_of_rotation:.1f}s after the kill; "
+          f"{load.total} requests, 0 failed")
+
+
+def test_each_environment_runs_on_the_workers_of_its_zone(celery, airflow):
+    """beta names the `prod-zone` queue: a release there (a rollback by hand, not gated) runs
+    every task, each host's steps included, on the prod-zone worker."""
+    celery.bootstrap("1.0.0", "beta", force=True)
+    resp = airflow.trigger("gantry_rollback_beta", {"app": "demo", "version": "1.1.0"})
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["dag_run_id"]
+    assert airflow.wait_run("gantry_rollback_beta", run_id, timeout=600) == "success"
+    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances("gantry_rollback_beta", run_id)}
+    assert {t["queue"] for t in tis.values()} == {"prod-zone"}
+    ran = {key: t["hostname"] for key, t in tis.items() if t["state"] == "success"}
+    assert set(ran.values()) == {"worker-prod-zone"}, ran
+    steps = per_host(tis, "offline_restart_online")
+    assert set(steps) == {"beta-demo-01", "beta-demo-02"}
+    assert {ti["hostname"] for ti in steps.values()} == {"worker-prod-zone"}
+    assert set(fleet_state(env="beta")["versions"].values()) == {"1.1.0"}
