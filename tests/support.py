@@ -194,3 +194,19 @@ def back_in_rotation_at(record: dict) -> float | None:
     """When the host was back in rotation (end of its last online step), or None."""
     s = [x for x in record.get("steps", []) if x["step"] == "online"]
     return s[-1]["at"] + s[-1]["seconds"] if s else None
+
+
+def wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.2):
+    """Poll until ``predicate()`` returns something true, and return it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def in_load_balancer(host: dict, env: str = "test", app: str = "demo") -> bool | None:
+    """Whether nginx's pool serves the host (None: not in the pool at all)."""
+    members = parse_upstream(fleetctl.upstream_file(fleetctl.pool_name(app, env)).read_text())
+    return members.get(f"{host['address']}:9000")

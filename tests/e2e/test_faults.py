@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, per_host
-from gantry.hooks.loadbalancer import parse_upstream
+from support import (
+    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, in_load_balancer, per_host, wait_for)
 
 pytestmark = pytest.mark.e2e
 DAG = "gantry_promote_test"
@@ -24,20 +24,6 @@ DEV = "gantry_promote_dev"
 RELEASE_TASK = "host.offline_restart_online"
 # A host a dead process left out of rotation must be back (or its step retried) within this.
 OUT_OF_ROTATION_BOUND = 90
-
-
-def _wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _in_lb(fleet, host: dict) -> bool | None:
-    members = parse_upstream(fleet.upstream_file(fleet.pool_name("demo", "test")).read_text())
-    return members.get(f"{host['address']}:9000")
 
 
 def _processes_titled(title: str) -> list[int]:
@@ -60,7 +46,7 @@ def _sigkill_group(fleet, component: str) -> None:
     pid = fleet.read_pid(component)
     assert pid, f"{component} is not running"
     os.killpg(pid, signal.SIGKILL)
-    _wait_for(lambda: fleet.read_pid(component) is None, f"{component} to die", timeout=30)
+    wait_for(lambda: fleet.read_pid(component) is None, f"{component} to die", timeout=30)
 
 
 def _start(fleet, component: str) -> None:
@@ -75,11 +61,11 @@ class OutOfRotation:
         self.fleet, self.host = fleet, host
 
     def wait_offline(self) -> None:
-        _wait_for(lambda: _in_lb(self.fleet, self.host) is False, f"{self.host['name']} to leave rotation",
+        wait_for(lambda: in_load_balancer(self.host) is False, f"{self.host['name']} to leave rotation",
                   interval=0.05)
 
     def seconds_until_back(self, since: float) -> float:
-        _wait_for(lambda: _in_lb(self.fleet, self.host), f"{self.host['name']} back in rotation", timeout=300)
+        wait_for(lambda: in_load_balancer(self.host), f"{self.host['name']} back in rotation", timeout=300)
         return time.time() - since
 
 
@@ -111,7 +97,7 @@ def test_killed_worker_triggerer_and_scheduler_mid_release_strand_no_host(fleet,
 
         # 2. The triggerer, SIGKILLed while the later batches wait in it, and started again: the
         # new triggerer takes over the batch gates.
-        _wait_for(lambda: any(t["state"] == "deferred" for t in airflow.task_instances(DAG, run_id)
+        wait_for(lambda: any(t["state"] == "deferred" for t in airflow.task_instances(DAG, run_id)
                               if t["task_id"] == RELEASE_TASK), "later batches to wait in the triggerer")
         _sigkill_group(fleet, "airflow-triggerer")
         _start(fleet, "airflow-triggerer")
@@ -172,7 +158,7 @@ def test_api_server_and_postgres_restarted_mid_release_strand_no_host(fleet, air
         third.wait_offline()
         restarted_at = time.time()
         os.killpg(fleet.read_pid("postgres"), signal.SIGINT)  # a fast shutdown
-        _wait_for(lambda: fleet.read_pid("postgres") is None, "postgres to stop", timeout=60)
+        wait_for(lambda: fleet.read_pid("postgres") is None, "postgres to stop", timeout=60)
         fleet.postgres_up()
         restarted: list[str] = []
 
@@ -188,9 +174,9 @@ def test_api_server_and_postgres_restarted_mid_release_strand_no_host(fleet, air
             except Exception:  # noqa: BLE001 - the API server may be starting again
                 return False
 
-        _wait_for(lambda: supervise() or _in_lb(fleet, hosts[2]), "the third host back", timeout=300, interval=1)
+        wait_for(lambda: supervise() or in_load_balancer(hosts[2]), "the third host back", timeout=300, interval=1)
         out_for["postgres restarted"] = time.time() - restarted_at
-        _wait_for(supervise, "the run to end", timeout=900, interval=2)
+        wait_for(supervise, "the run to end", timeout=900, interval=2)
         airflow = type(airflow)()  # a new token: the API server's sessions did not survive
         state = airflow.run_state(DAG, run_id)
 

@@ -15,22 +15,14 @@ import time
 
 import pytest
 
-from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, per_host
+from support import (
+    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, in_load_balancer, per_host, wait_for)
 
 pytestmark = pytest.mark.e2e
 DAG = "gantry_promote_test"
 RELEASE_TASK = "host.offline_restart_online"
 # A host a dead worker left out of rotation is back within this (README, Faults).
 OUT_OF_ROTATION_BOUND = 90
-
-
-def _wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +44,6 @@ def spare_worker(celery):
         celery.start_worker("default", "default", env, serve_logs=True)
 
 
-def _in_lb(fleet, host: dict) -> bool | None:
-    from gantry.hooks.loadbalancer import parse_upstream
-
-    members = parse_upstream(fleet.upstream_file(fleet.pool_name("demo", host["env"])).read_text())
-    return members.get(f"{host['address']}:9000")
-
-
 def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(celery, airflow, spare_worker):
     from gantry.hooks.ledger import LedgerHook
 
@@ -76,18 +61,18 @@ def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(celer
         # out of rotation - a worker machine dying. Its message is not acknowledged (acks_late),
         # but the retry does not wait for Celery to redeliver it: Airflow declares the task dead
         # after task_instance_heartbeat_timeout and queues try 2, which the other worker runs.
-        canary = {**hosts[0], "env": "test"}
-        _wait_for(lambda: _in_lb(fleet, canary) is False, "the canary to leave rotation", interval=0.05)
+        canary = hosts[0]
+        wait_for(lambda: in_load_balancer(canary) is False, "the canary to leave rotation", interval=0.05)
 
         def canary_step():
             return next((t for t in airflow.task_instances(DAG, run_id)
                          if t["task_id"] == RELEASE_TASK and t["map_index"] == 0 and t["hostname"]), None)
 
-        victim = _wait_for(canary_step, "the canary's step to name its worker", interval=0.05)["hostname"]
+        victim = wait_for(canary_step, "the canary's step to name its worker", interval=0.05)["hostname"]
         assert victim in default_workers, victim
         killed_at = time.time()
         os.killpg(fleet.read_pid(fleet.worker_component(victim.removeprefix("worker-"))), signal.SIGKILL)
-        _wait_for(lambda: _in_lb(fleet, canary), "the canary back in rotation", timeout=300)
+        wait_for(lambda: in_load_balancer(canary), "the canary back in rotation", timeout=300)
         out_of_rotation = time.time() - killed_at
 
         state = airflow.wait_run(DAG, run_id, timeout=900)
