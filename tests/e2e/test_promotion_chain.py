@@ -14,7 +14,9 @@ import pytest
 
 from support import assert_all_in_rotation, fleet_state, wait_for_mail
 
-pytestmark = pytest.mark.e2e
+# On the CeleryExecutor (tests/conftest.py): each environment's tasks run on the workers of its
+# zone, `prod-zone` for beta and prod, `default` for the others.
+pytestmark = [pytest.mark.e2e, pytest.mark.celery]
 BASELINE = "1.0.0"
 SETTLE = 8  # see test_human_decisions.py
 
@@ -72,6 +74,11 @@ def states(airflow, dag_id, run_id):
     return {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(dag_id, run_id)}
 
 
+def workers(airflow, dag_id, run_id) -> set[tuple[str, str]]:
+    """(queue, worker) of every task of the run that ran on a worker."""
+    return {(t["queue"], t["hostname"]) for t in airflow.task_instances(dag_id, run_id) if t["state"] == "success"}
+
+
 def versions(env):
     return set(fleet_state(env=env)["versions"].values())
 
@@ -84,6 +91,7 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
     staging_run = wait_for_run(airflow, promote("staging"), v)
     assert staging_run["state"] == "success"
     assert staging_run["conf"]["auto"] is True
+    assert workers(airflow, promote("staging"), staging_run["dag_run_id"]) == {("default", "worker-default")}
     for env in ("dev", "test", "staging"):
         assert versions(env) == {v}, env
         assert_all_in_rotation(fleet_state(env=env))
@@ -182,6 +190,7 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
     assert answer.status_code == 200, answer.text
     assert airflow.wait_run(promote("beta"), rid) == "success"
     assert versions("beta") == {v}
+    assert workers(airflow, promote("beta"), rid) == {("prod-zone", "worker-prod-zone")}
     row = ledger.history("demo", "beta", 1)[0]
     assert row["status"] == "succeeded" and row["approved_by"] == "alice" and row["version"] == v
 
@@ -310,6 +319,12 @@ def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, 
                                                                      "approve_release")
     assert versions("prod") == {v}
     assert_all_in_rotation(fleet_state(env="prod"))
+    # prod's zone: every task of its release, each host's steps included, ran on its worker.
+    assert workers(airflow, promote("prod"), release["dag_run_id"]) == {("prod-zone", "worker-prod-zone")}
+    prod_steps = [t for t in airflow.task_instances(promote("prod"), release["dag_run_id"])
+                  if t["task_id"] == "host.offline_restart_online"]
+    assert {t["rendered_map_index"] for t in prod_steps} == {f"prod-demo-0{i}" for i in range(1, 6)}
+    assert {t["hostname"] for t in prod_steps} == {"worker-prod-zone"}
     row = ledger.history("demo", "prod", 1)[0]
     assert (row["status"], row["approved_by"], row["version"]) == ("succeeded", "alice", v)
     assert row["triggered_by"] == f"gantry-release-window (queue entry {entry['id']})"
