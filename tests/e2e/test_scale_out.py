@@ -15,7 +15,8 @@ import time
 import pytest
 
 from support import (
-    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, in_load_balancer, per_host, wait_for)
+    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, host_outcomes, in_load_balancer, per_host,
+    wait_for)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery]
 DAG = "gantry_promote_test"
@@ -87,6 +88,8 @@ def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(fleet
     # The main promotion's guarantees, on Celery and through a dead worker.
     assert load.total >= 2000, f"only {load.total} requests were sent"
     assert load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
+    assert set(load.versions) == {"1.0.0", "1.1.0"}
+    assert {o["outcome"] for o in host_outcomes(airflow, DAG, run_id, tis).values()} == {"released"}
     assert sampler.samples > 100
     assert sampler.max_lb_down == 1 and sampler.max_registry_disabled == 1
     assert out_of_rotation < OUT_OF_ROTATION_BOUND, f"the canary was out {out_of_rotation:.0f}s after the kill"
