@@ -123,9 +123,11 @@ def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None, 
         sampler = stack.enter_context(RotationSampler(env=env, interval=0.2)) if load else None
         # Every Airflow process (the Celery workers are airflow-worker-*) and the Celery broker.
         cpu0, t0 = cpu_seconds(("airflow-", "redis")), time.time()
+        worker0 = cpu_seconds(("airflow-worker-",))
         run_id = api.trigger(dag, conf).json()["dag_run_id"]
         state = api.wait_run(dag, run_id, timeout=3600)
         wall, cpu = time.time() - t0, cpu_seconds(("airflow-", "redis")) - cpu0
+        worker_cpu = cpu_seconds(("airflow-worker-",)) - worker0
     tis = api.task_instances(dag, run_id)
     # The run's own span, from the trigger (queued) to the scheduler marking it done: without the
     # up-to-1 s slack of polling for its end.
@@ -157,6 +159,8 @@ def promotion(api: AirflowAPI, env: str, version: str, plan: str | None = None, 
         "state": state, "hosts": hosts, "batches": len(batches), "task_instances": len(tis),
         "wall_s": round(wall, 1), "run_span_s": round(span, 1), "airflow_cpu_s": round(cpu, 1),
         "airflow_cpu_s_per_host": round(cpu / max(hosts, 1), 2),
+        # CeleryExecutor: the share spent in the Celery workers (their task processes included).
+        "celery_worker_cpu_s_per_host": round(worker_cpu / max(hosts, 1), 2),
         "critical_path_s": round(critical, 1), "wall_to_critical_path": round(wall / critical, 1) if critical else None,
         "run_span_to_critical_path": round(span / critical, 2) if critical else None,
         "trigger_to_first_host_offline_s": round(first_left - t0, 1) if first_left else None,
@@ -346,6 +350,7 @@ def compare_executors(api: AirflowAPI, executors: list[str], plan: str, version:
         "wall_s_median": median([r["wall_s"] for r in out[executor]]),
         "run_span_s_median": median([r["run_span_s"] for r in out[executor]]),
         "airflow_cpu_s_per_host_median": median([r["airflow_cpu_s_per_host"] for r in out[executor]]),
+        "celery_worker_cpu_s_per_host_median": median([r["celery_worker_cpu_s_per_host"] for r in out[executor]]),
         "critical_path_s_median": median([r["critical_path_s"] for r in out[executor]]),
         "states": [r["state"] for r in out[executor]],
     } for executor in executors}

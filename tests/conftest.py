@@ -48,6 +48,33 @@ def airflow(fleet):
 _load_airflow_env()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """End-to-end modules marked ``celery`` run together after the others, so that Airflow
+    switches executor once; test_zz_* (which read what every earlier run left) run last."""
+    def rank(item) -> int:
+        if Path(str(item.fspath)).name.startswith("test_zz_"):
+            return 2
+        return 1 if item.get_closest_marker("celery") else 0
+
+    items.sort(key=rank)  # stable: each group keeps its order
+
+
+@pytest.fixture(scope="module", autouse=True)
+def executor(request):
+    """A module marked ``celery`` runs on Airflow's CeleryExecutor (redis, one worker per queue,
+    as `GANTRY_EXECUTOR=celery ./gantry up` runs it): Airflow is restarted on it, once, keeping
+    its history and the fleet. Other modules run on what `airflow-up` started (the LocalExecutor
+    in `./gantry test`, which restarts an install it finds on another executor)."""
+    if request.node.get_closest_marker("celery"):
+        request.getfixturevalue("airflow")
+        import fleetctl
+
+        if fleetctl.running_executor() != "celery":
+            fleetctl.switch_executor("celery")
+        return "celery"
+    return None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """When an end-to-end test fails, name the failed tasks of the runs it started and their

@@ -141,7 +141,7 @@ def wait_for_mail(subject_part: str, after: float, timeout: float = 90) -> "emai
             if subject_part in subject:
                 return msg
             seen.append(subject)
-        time.sleep(1)
+        time.sleep(0.5)
     raise AssertionError(f"no mail with {subject_part!r}; saw {sorted(set(seen))}")
 
 

@@ -15,7 +15,9 @@ import pytest
 
 from support import assert_all_in_rotation, fleet_state, wait_for_mail
 
-pytestmark = pytest.mark.e2e
+# On the CeleryExecutor (tests/conftest.py): each environment's tasks run on the workers of its
+# zone, `prod-zone` for beta and prod, `default` for the others.
+pytestmark = [pytest.mark.e2e, pytest.mark.celery]
 BASELINE = "1.0.0"
 SETTLE = 8  # see test_human_decisions.py
 
@@ -65,12 +67,17 @@ def wait_for_run(airflow, dag_id, version, timeout=300, exclude=()):
             if ((r["conf"] or {}).get("version") == version and r["state"] in ("success", "failed")
                     and r["dag_run_id"] not in exclude):
                 return r
-        time.sleep(2)
+        time.sleep(0.5)
     raise TimeoutError(f"no finished run of {dag_id} for {version}")
 
 
 def states(airflow, dag_id, run_id):
     return {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(dag_id, run_id)}
+
+
+def workers(airflow, dag_id, run_id) -> set[tuple[str, str]]:
+    """(queue, worker) of every task of the run that ran on a worker."""
+    return {(t["queue"], t["hostname"]) for t in airflow.task_instances(dag_id, run_id) if t["state"] == "success"}
 
 
 def versions(env):
@@ -90,6 +97,7 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
     staging_run = wait_for_run(airflow, promote("staging"), v)
     assert staging_run["state"] == "success"
     assert staging_run["conf"]["auto"] is True
+    assert workers(airflow, promote("staging"), staging_run["dag_run_id"]) == {("default", "worker-default")}
     for env in ("dev", "test", "staging"):
         assert versions(env) == {v}, env
         assert_all_in_rotation(fleet_state(env=env))
@@ -112,12 +120,12 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
     rb = airflow.trigger("gantry_rollback_staging", {"app": "demo", "version": BASELINE})
     assert airflow.wait_run("gantry_rollback_staging", rb.json()["dag_run_id"]) == "success"
     assert versions("staging") == {BASELINE}
-    run_id = trigger(airflow, "test", {"app": "demo", "version": v})  # test hosts already run v
-    assert airflow.wait_run(promote("test"), run_id) == "success"
-    refused = wait_for_run(airflow, promote("staging"), v, exclude={staging_run["dag_run_id"]})
-    assert refused["state"] == "failed"
-    assert states(airflow, promote("staging"), refused["dag_run_id"])[("check_gates", -1)] == "failed"
-    assert "was rolled back in staging" in airflow.log(promote("staging"), refused["dag_run_id"], "check_gates")
+    # The next auto-promotion from test: a run started as test's promote_staging starts one (the
+    # `auto` flag, seen above on staging_run), without releasing test's five hosts again.
+    refused = trigger(airflow, "staging", {"app": "demo", "version": v, "auto": True})
+    assert airflow.wait_run(promote("staging"), refused) == "failed"
+    assert states(airflow, promote("staging"), refused)[("check_gates", -1)] == "failed"
+    assert "was rolled back in staging" in airflow.log(promote("staging"), refused, "check_gates")
     assert versions("staging") == {BASELINE}
     assert ledger.current("demo", "staging")[0].version == BASELINE
     assert ledger.history("demo", "staging", 1)[0]["status"] == "refused"
@@ -202,6 +210,7 @@ def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an
     assert answer.status_code == 200, answer.text
     assert airflow.wait_run(promote("beta"), rid) == "success"
     assert versions("beta") == {v}
+    assert workers(airflow, promote("beta"), rid) == {("prod-zone", "worker-prod-zone")}
     row = ledger.history("demo", "beta", 1)[0]
     assert row["status"] == "succeeded" and row["approved_by"] == "alice" and row["version"] == v
     assert row["special"] is True and row["route"] == ["dev", "project", "test", "staging", "beta", "prod"]
@@ -229,51 +238,51 @@ def test_one_release_per_app_and_environment_at_a_time(chain, airflow, ledger):
     assert versions("dev") == {v}
 
 
-def _window_around(now: dt.datetime, open_in_minutes: int, outside: str) -> str:
+def _window_around(now: dt.datetime, open_in_minutes: int, outside: str) -> dict:
     start = (now + dt.timedelta(minutes=open_in_minutes)).strftime("%H:%M")
     end = (now + dt.timedelta(minutes=open_in_minutes + 30)).strftime("%H:%M")
-    return json.dumps({"dev": {"timezone": "UTC", "hours": [f"{start}-{end}"], "outside": outside}})
+    return {"timezone": "UTC", "hours": [f"{start}-{end}"], "outside": outside}
 
 
-def test_closed_window_refuses_and_an_emergency_reason_overrides(chain, airflow, ledger):
-    now = dt.datetime.now(dt.timezone.utc)
-    airflow.set_variable("gantry_windows", _window_around(now, 120, "refuse"))
-    v = fresh_version(chain, "window")
-    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False})
-    assert airflow.wait_run(promote("dev"), run_id) == "failed"
-    assert "release window is closed" in airflow.log(promote("dev"), run_id, "release_window")
-    assert versions("dev") == {BASELINE}
-
-    reason = "INC-4711: security fix must ship now"
-    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False, "emergency_reason": reason})
-    assert airflow.wait_run(promote("dev"), run_id) == "success"
-    assert versions("dev") == {v}
-    row = ledger.history("demo", "dev", 1)[0]
-    assert row["override_reason"] == reason and row["status"] == "succeeded"
-
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    airflow.set_variable("gantry_windows", json.dumps({"dev": {"freeze": [today], "outside": "refuse"}}))
-    run_id = trigger(airflow, "dev", {"app": "demo", "version": BASELINE, "auto_promote": False})
-    assert airflow.wait_run(promote("dev"), run_id) == "failed"
-    assert f"dev is frozen ({today}..{today})" in airflow.log(promote("dev"), run_id, "release_window")
-
-
-def test_a_run_outside_its_window_waits_for_it_without_a_worker(chain, airflow):
+def test_release_windows_wait_refuse_override_and_freeze(chain, airflow, ledger):
+    """dev's window opens at the next minute: its run waits for it in the triggerer, without a
+    worker. Meanwhile (sharing the wait) test's window is closed and refuses, an emergency reason
+    overrides it, and a freeze refuses."""
     now = dt.datetime.now(dt.timezone.utc)
     if now.second > 40:  # open at the start of the next-but-one minute, at most ~80 s away
         time.sleep(61 - now.second)
         now = dt.datetime.now(dt.timezone.utc)
-    airflow.set_variable("gantry_windows", _window_around(now, 1, "wait"))
+    dev_window = _window_around(now, 1, "wait")
+    airflow.set_variable("gantry_windows", json.dumps({"dev": dev_window, "test": _window_around(now, 120, "refuse")}))
     opens = (now + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
-    v = fresh_version(chain, "wait")
-    run_id = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False})
+    v = fresh_version(chain, "window")
+    waiting = trigger(airflow, "dev", {"app": "demo", "version": v, "auto_promote": False})
     deadline = time.time() + 60
-    while states(airflow, promote("dev"), run_id).get(("release_window", -1)) != "deferred":
+    while states(airflow, promote("dev"), waiting).get(("release_window", -1)) != "deferred":
         assert time.time() < deadline, "the run did not wait for its window"
         time.sleep(1)
     assert versions("dev") == {BASELINE}
-    assert airflow.wait_run(promote("dev"), run_id) == "success"
-    tis = {t["task_id"]: t for t in airflow.task_instances(promote("dev"), run_id) if t["map_index"] == -1}
+
+    run_id = trigger(airflow, "test", {"app": "demo", "version": v, "auto_promote": False})
+    assert airflow.wait_run(promote("test"), run_id) == "failed"
+    assert "release window is closed" in airflow.log(promote("test"), run_id, "release_window")
+    assert versions("test") == {BASELINE}
+    reason = "INC-4711: security fix must ship now"
+    run_id = trigger(airflow, "test", {"app": "demo", "version": v, "auto_promote": False,
+                                       "emergency_reason": reason})
+    assert airflow.wait_run(promote("test"), run_id) == "success"
+    assert versions("test") == {v}
+    row = ledger.history("demo", "test", 1)[0]
+    assert row["override_reason"] == reason and row["status"] == "succeeded"
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    airflow.set_variable("gantry_windows", json.dumps(
+        {"dev": dev_window, "test": {"freeze": [today], "outside": "refuse"}}))
+    run_id = trigger(airflow, "test", {"app": "demo", "version": BASELINE, "auto_promote": False})
+    assert airflow.wait_run(promote("test"), run_id) == "failed"
+    assert f"test is frozen ({today}..{today})" in airflow.log(promote("test"), run_id, "release_window")
+
+    assert airflow.wait_run(promote("dev"), waiting) == "success"
+    tis = {t["task_id"]: t for t in airflow.task_instances(promote("dev"), waiting) if t["map_index"] == -1}
     assert dt.datetime.fromisoformat(tis["verify_artifact"]["start_date"]) >= opens
     assert versions("dev") == {v}
 
@@ -335,6 +344,12 @@ def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, 
                                                                      "approve_release")
     assert versions("prod") == {v}
     assert_all_in_rotation(fleet_state(env="prod"))
+    # prod's zone: every task of its release, each host's steps included, ran on its worker.
+    assert workers(airflow, promote("prod"), release["dag_run_id"]) == {("prod-zone", "worker-prod-zone")}
+    prod_steps = [t for t in airflow.task_instances(promote("prod"), release["dag_run_id"])
+                  if t["task_id"] == "host.offline_restart_online"]
+    assert {t["rendered_map_index"] for t in prod_steps} == {f"prod-demo-0{i}" for i in range(1, 6)}
+    assert {t["hostname"] for t in prod_steps} == {"worker-prod-zone"}
     row = ledger.history("demo", "prod", 1)[0]
     assert (row["status"], row["approved_by"], row["version"]) == ("succeeded", "alice", v)
     assert row["triggered_by"] == f"gantry-release-window (queue entry {entry['id']})"

@@ -1,11 +1,10 @@
-"""End to end on the CeleryExecutor: Airflow's components restarted on Celery (redis broker, one
-worker process per queue, as `GANTRY_EXECUTOR=celery ./gantry up` runs them), on the same fleet,
-PostgreSQL and history as the rest of the suite; switched back to the LocalExecutor afterwards.
+"""End to end on the CeleryExecutor (marked ``celery``: tests/conftest.py restarts Airflow on it,
+with redis and one worker process per queue, as `GANTRY_EXECUTOR=celery ./gantry up` runs it).
 
 One promotion in `test` under load carries the main promotion's guarantees (every host
 released, not one failed request, never more than one host out of rotation) and a worker
-SIGKILLed while it runs a host step; a rollback in `beta` shows the zone routing: its tasks run
-on the `prod-zone` worker, `test`'s on the default ones.
+SIGKILLed while it runs a host step. The zone routing (beta and prod on the `prod-zone` worker)
+is checked by the chain tests, which run on Celery too (test_promotion_chain.py).
 """
 from __future__ import annotations
 
@@ -16,38 +15,31 @@ import time
 import pytest
 
 from support import (
-    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, in_load_balancer, per_host, wait_for)
+    LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, host_outcomes, in_load_balancer, per_host,
+    wait_for)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.celery]
 DAG = "gantry_promote_test"
 RELEASE_TASK = "host.offline_restart_online"
 # A host a dead worker left out of rotation is back within this (README, Faults).
 OUT_OF_ROTATION_BOUND = 90
 
 
-@pytest.fixture(scope="module")
-def celery(fleet, airflow):
-    fleet.switch_executor("celery")
-    yield fleet
-    fleet.switch_executor("local")
-
-
 @pytest.fixture
-def spare_worker(celery):
+def spare_worker(fleet):
     """A second worker on the default queue, as a zone with two workers for redundancy has; the
     demo's own workers are put back as they were afterwards, whichever one the test killed."""
-    env = {**os.environ, **celery.airflow_env("celery")}
-    celery.start_worker("default-spare", "default", env)
+    env = {**os.environ, **fleet.airflow_env("celery")}
+    fleet.start_worker("default-spare", "default", env)
     yield "worker-default-spare"
-    celery.stop(celery.worker_component("default-spare"))
-    if not celery.read_pid(celery.worker_component("default")):
-        celery.start_worker("default", "default", env, serve_logs=True)
+    fleet.stop(fleet.worker_component("default-spare"))
+    if not fleet.read_pid(fleet.worker_component("default")):
+        fleet.start_worker("default", "default", env, serve_logs=True)
 
 
-def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(celery, airflow, spare_worker):
+def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(fleet, airflow, spare_worker):
     from gantry.hooks.ledger import LedgerHook
 
-    fleet = celery
     fleet.reset("1.0.0")
     hosts = fleet_state()["hosts"]
     default_workers = {"worker-default", spare_worker}
@@ -96,26 +88,10 @@ def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(celer
     # The main promotion's guarantees, on Celery and through a dead worker.
     assert load.total >= 2000, f"only {load.total} requests were sent"
     assert load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
+    assert set(load.versions) == {"1.0.0", "1.1.0"}
+    assert {o["outcome"] for o in host_outcomes(airflow, DAG, run_id, tis).values()} == {"released"}
     assert sampler.samples > 100
     assert sampler.max_lb_down == 1 and sampler.max_registry_disabled == 1
     assert out_of_rotation < OUT_OF_ROTATION_BOUND, f"the canary was out {out_of_rotation:.0f}s after the kill"
     print(f"\ncelery worker killed: canary out of rotation {out_of_rotation:.1f}s after the kill; "
           f"{load.total} requests, 0 failed")
-
-
-def test_each_environment_runs_on_the_workers_of_its_zone(celery, airflow):
-    """beta names the `prod-zone` queue: a release there (a rollback by hand, not gated) runs
-    every task, each host's steps included, on the prod-zone worker."""
-    celery.bootstrap("1.0.0", "beta", force=True)
-    resp = airflow.trigger("gantry_rollback_beta", {"app": "demo", "version": "1.1.0"})
-    assert resp.status_code == 200, resp.text
-    run_id = resp.json()["dag_run_id"]
-    assert airflow.wait_run("gantry_rollback_beta", run_id, timeout=600) == "success"
-    tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances("gantry_rollback_beta", run_id)}
-    assert {t["queue"] for t in tis.values()} == {"prod-zone"}
-    ran = {key: t["hostname"] for key, t in tis.items() if t["state"] == "success"}
-    assert set(ran.values()) == {"worker-prod-zone"}, ran
-    steps = per_host(tis, "offline_restart_online")
-    assert set(steps) == {"beta-demo-01", "beta-demo-02"}
-    assert {ti["hostname"] for ti in steps.values()} == {"worker-prod-zone"}
-    assert set(fleet_state(env="beta")["versions"].values()) == {"1.1.0"}
