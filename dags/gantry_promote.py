@@ -39,7 +39,7 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
                                      batches="{{ params.batches }}",
                                      failure_threshold="{{ params.failure_threshold }}",
                                      override_reason="{{ params.emergency_reason }}", retries=0, **release)
-        gates = CheckGatesOperator(task_id="check_gates", retries=0, **release)
+        gates = CheckGatesOperator(task_id="check_gates", special="{{ params.special }}", retries=0, **release)
         window = ReleaseWindowSensor(task_id="release_window", environment=env.name, **RESUME_RETRIES,
                                      override_reason="{{ params.emergency_reason }}",
                                      execution_timeout=dt.timedelta(days=14))
@@ -57,10 +57,12 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
         approve = [approval_task(env)] if env.approval else []
         # The schema goes first (expand), then the hosts.
         chain(claim, gates, *approve, window, artifact, migrate, hosts, each_host, report)
-        if (nxt := config.next_environment(env.name)) is not None:
+        # Auto-promotion: to the next environment on the version's route (an optional one
+        # only for special versions), each candidate its own task.
+        for target in config.promotion_targets(env.name):
             report >> PromoteNextOperator(
-                task_id=f"promote_{nxt.name}", next_environment=nxt.name, default=env.auto_promote,
-                enqueue=nxt.scheduled_release, auto_promote="{{ params.auto_promote }}",
-                hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
+                task_id=f"promote_{target}", environment=env.name, next_environment=target,
+                default=env.auto_promote, enqueue=config.environments[target].scheduled_release,
+                auto_promote="{{ params.auto_promote }}", hosts="{{ params.hosts }}", dry_run="{{ params.dry_run }}",
                 app="{{ params.app }}", version=VERSION)
     globals()[dag_id] = dag

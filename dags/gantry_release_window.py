@@ -35,7 +35,8 @@ for env, dag_id in dags_to_build(config, "queue"):  # in a task's process: only 
              tags=["gantry", f"env:{env.name}", "queue"], **dag_defaults(env)) as queue_dag:
         version = {"app": "{{ params.app }}", "version": VERSION, "environment": env.name}
         approve = [approval_task(env, for_window=True)] if env.approval else []
-        chain(CheckGatesOperator(task_id="check_gates", retries=0, **version), *approve,
+        chain(CheckGatesOperator(task_id="check_gates", special="{{ params.special }}", retries=0, **version),
+              *approve,
               EnqueueReleaseOperator(task_id="enqueue", retries=1, **version,
                                      approval_task_id=approve[0].task_id if approve else None))
     globals()[dag_id] = queue_dag

@@ -44,7 +44,7 @@ SCALE_ENV, SCALE_FIRST_ADDRESS = "scale", "127.0.1.1"
 LB_HOST = "127.0.0.10"
 SSH_PORT = 2222
 # nginx listens for each (app, environment) pool; the demo app's test pool is :18080.
-LB_PORTS = {"dev": 18070, "test": 18080, "staging": 18082, "beta": 18084, "prod": 18086, "perf": 18090,
+LB_PORTS = {"dev": 18070, "project": 18074, "test": 18080, "staging": 18082, "beta": 18084, "prod": 18086, "perf": 18090,
             "scale": 18092}
 APP_PORT_OFFSET = {"demo": 0}
 ARTIFACT_PORT = 18081

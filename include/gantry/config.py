@@ -56,6 +56,12 @@ class AppConfig:
     keep_releases: int = 5
     description: str = ""
     migrations: Migrations | None = None
+    # Versions matching this regular expression (re.fullmatch) are special: their route passes
+    # through every optional environment of the chain. A run's `special` param marks one too.
+    special_versions: str | None = None
+
+    def is_special(self, version: str) -> bool:
+        return bool(self.special_versions and re.fullmatch(self.special_versions, version))
 
     def package_name(self, version: str) -> str:
         return self.package.format(version=version)
@@ -97,6 +103,9 @@ class EnvironmentConfig:
     # Releases start when the window opens: approved versions wait in the ledger's queue
     # (gantry_queue_<env>) and gantry_scheduled_<env> releases the newest one per app.
     scheduled_release: bool = False
+    # Only special versions must pass here; ordinary ones skip it (their gates and auto-promotion
+    # go to the next environment of the chain), though one may still be released here by hand.
+    optional: bool = False
     notify: tuple[str, ...] = ()         # addresses alerted on failure, success and waiting approvals
     retries: int = 2
     retry_delay_seconds: float = 5
@@ -116,6 +125,52 @@ class GantryConfig:
         """Where a success in ``name`` is promoted next, if anywhere."""
         target = self.environments[name].promote_to
         return self.environments.get(target) if target else None
+
+    def chain(self, name: str) -> tuple[str, ...]:
+        """The promotion chain (``promote_to`` links, first to last) that ``name`` is on; an
+        environment outside every chain is a chain of its own."""
+        targets = {e.promote_to for e in self.environments.values() if e.promote_to}
+        for head in (n for n, e in self.environments.items() if e.promote_to and n not in targets):
+            chain, here = [], head
+            while here is not None:
+                chain.append(here)
+                here = self.environments[here].promote_to
+            if name in chain:
+                return tuple(chain)
+        return (name,)
+
+    def route(self, name: str, special: bool) -> tuple[str, ...]:
+        """The environments of ``name``'s chain a version must pass: all of them for a special
+        version, all but the optional ones for an ordinary one."""
+        return tuple(e for e in self.chain(name) if special or not self.environments[e].optional)
+
+    def gate_environment(self, name: str, special: bool) -> str | None:
+        """Where a version must have succeeded (and soaked) before it may enter ``name``: its
+        ``upstream``, or, for an ordinary version whose upstream is optional, the nearest
+        environment up the ``upstream`` links that is on its route. None: no gate."""
+        here = self.environments[name].upstream
+        while here is not None and self.environments[here].optional and not special:
+            here = self.environments[here].upstream
+        return here
+
+    def next_on_route(self, name: str, special: bool) -> str | None:
+        """Where a success in ``name`` auto-promotes this version: the next environment of the
+        chain on its route."""
+        here = self.environments[name].promote_to
+        while here is not None and self.environments[here].optional and not special:
+            here = self.environments[here].promote_to
+        return here
+
+    def promotion_targets(self, name: str) -> list[str]:
+        """Every environment a success in ``name`` may auto-promote to, whatever the version:
+        the next one and, while that is optional, the one after it."""
+        targets, here = [], self.environments[name].promote_to
+        while here is not None:
+            targets.append(here)
+            if not self.environments[here].optional:
+                break
+            here = self.environments[here].promote_to
+        return targets
 
     def app(self, name: str) -> AppConfig:
         try:
@@ -247,6 +302,12 @@ def _app(name: str, raw: Any) -> AppConfig:
         migrations = Migrations(**_section(migrations, Migrations, f"{where}.migrations"))
         _template(migrations.connection, f"{where}.migrations.connection", app=name, env="test")
     _template(raw["package"], f"{where}.package", version="1.0.0")
+    if raw.get("special_versions") is not None:
+        try:
+            re.compile(raw["special_versions"])
+        except re.error as exc:
+            raise ConfigError(f"{where}.special_versions: {raw['special_versions']!r} is not a regular "
+                              f"expression ({exc})") from None
     cfg = AppConfig(name=name, timeouts=timeouts, migrations=migrations, **raw)
     cfg.package_kind  # validate early
     if not cfg.install_root.startswith("/") or "'" in cfg.install_root:
@@ -327,6 +388,7 @@ def _check_chain(envs: dict[str, EnvironmentConfig]) -> None:
             raise ConfigError(f"environments.{e.name}: auto_promote needs promote_to (where to promote next)")
         if e.scheduled_release and not e.window:
             raise ConfigError(f"environments.{e.name}: scheduled_release needs a window to open")
+    _check_optional(envs)
     for ref in ("promote_to", "upstream"):
         for first in envs:
             path, here = [first], getattr(envs[first], ref)
@@ -339,6 +401,35 @@ def _check_chain(envs: dict[str, EnvironmentConfig]) -> None:
                 here = getattr(envs[here], ref)
 
 
+def _check_optional(envs: dict[str, EnvironmentConfig]) -> None:
+    """An optional environment sits inside a chain: ordinary versions skip it, so it needs an
+    environment before it (that promotes to it) and one after it (that the skip lands on)."""
+    promoted_to = {e.promote_to: e.name for e in envs.values() if e.promote_to}
+    for e in envs.values():
+        if not e.optional:
+            continue
+        if e.name not in promoted_to:
+            raise ConfigError(f"environments.{e.name}: optional, but no environment promotes to it (promote_to): "
+                              "an optional environment cannot be the first of a chain, or no version would "
+                              "ever be routed through it")
+        if not e.promote_to:
+            raise ConfigError(f"environments.{e.name}: optional, but it promotes nowhere (promote_to): an optional "
+                              "environment cannot be the last of a chain, or ordinary versions, which skip it, "
+                              "would have nowhere to go")
+
+
+def _check_upstream_order(envs: dict[str, EnvironmentConfig]) -> None:
+    """A gate names an environment before it on its chain: one after it could never be passed
+    first, and the environment would be unreachable."""
+    config = GantryConfig(apps={}, environments=envs, inventory_path=Path("."))
+    for e in envs.values():
+        chain = config.chain(e.name)
+        if e.upstream in chain and e.name in chain and chain.index(e.upstream) > chain.index(e.name):
+            raise ConfigError(f"environments.{e.name}.upstream: {e.upstream} comes after {e.name} on the chain "
+                              f"{' -> '.join(chain)}: no version could pass it first, so {e.name} "
+                              "would be unreachable")
+
+
 def parse_config(raw: Any, base_dir: Path) -> GantryConfig:
     raw = _mapping(raw, "top level")
     _check_keys(raw, TOP_LEVEL_KEYS, "top level")
@@ -348,6 +439,7 @@ def parse_config(raw: Any, base_dir: Path) -> GantryConfig:
     if not apps or not envs:
         raise ConfigError("configuration needs at least one app (apps:) and one environment (environments:)")
     _check_chain(envs)
+    _check_upstream_order(envs)
     if not isinstance(raw.get("inventory", ""), str):
         raise ConfigError(f"inventory: {raw['inventory']!r} is not a file name")
     # GANTRY_INVENTORY: an inventory file kept elsewhere (the local fleet writes its own).

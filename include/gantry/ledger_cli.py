@@ -42,14 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         f"from {r['previous_version'] or '-':14s} {r['status']:9s} by {r['triggered_by'] or '?'}"
         + (f", approved by {r['approved_by']}" if r["approved_by"] else "")
         + (f", OVERRIDE: {r['override_reason']}" if r["override_reason"] else "")
-        + (f" - {r['message']}" if r["message"] else "")))
+        + (f" - {r['message']}" if r["message"] else "")
+        + (f" [{_route(r)}]" if r.get("route") else "")))
+
+
+def _route(r: dict) -> str:
+    """A version's route: "special: dev -> project -> ..." or "ordinary: dev -> test -> ..."."""
+    return f"{'special' if r['special'] else 'ordinary'}: {' -> '.join(r['route'])}"
 
 
 def _status_line(r: dict) -> str:
     """An environment's version from the ledger, then the last attempt if it did not succeed
     everywhere, then every host seen differing from it (drift)."""
     line = (f"{r['app']:12s} {r['environment']:10s} {r['version'] or '-':20s} "
-            + (f"since {r['since']} ({r['by']})" if r["version"] else "no release succeeded on every host"))
+            + (f"since {r['since']} ({r['by']})" if r["version"] else "no release succeeded on every host")
+            + (f" [{_route(r)}]" if r.get("route") else ""))
     if a := r.get("last_attempt"):
         line += f"\n{'':24s} last attempt: {a['kind']} {a['version']} {a['status']} - {a['message']}"
     for h in r["drift"]:

@@ -60,9 +60,17 @@ def rollout_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, Pa
     }
 
 
+def special_param() -> Param:
+    return Param(None, type=["null", "boolean"], title="Special version (optional)",
+                 description="A special version passes every optional environment of the chain (project, beta); "
+                             "an ordinary one skips them. Fixed at the version's first promotion; empty: as "
+                             "recorded then, or by the app's special_versions rule.")
+
+
 def promotion_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, Param]:
     params = {
         "version": version_param(),
+        "special": special_param(),
         **rollout_params(config, env),
         "auto_promote": Param(None, type=["null", "boolean"], title="Auto-promote on success (optional)",
                               description=f"Start the next environment's promotion after success here; "
@@ -91,5 +99,5 @@ def rollback_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, P
 
 
 def queue_params(config: GantryConfig) -> dict[str, Param]:
-    return {"app": app_param(config), "version": version_param(),
+    return {"app": app_param(config), "version": version_param(), "special": special_param(),
             "auto": Param(False, type="boolean", title="Started by auto-promotion")}

@@ -373,3 +373,26 @@ def render_plan(app: str, environment: str, version: str, records: Sequence[Mapp
                      + (f", after map index(es) {r['after']}" if r["after"] else ", first"))
         lines.extend(f"      {n}. {s}" for n, s in enumerate(steps, 1))
     return "\n".join(lines)
+
+
+def version_is_special(app: str, version: str, recorded: Mapping | None, requested: bool | None,
+                       matches_rule: bool) -> tuple[bool, str]:
+    """Whether a version is special (its route passes the optional environments), and why.
+
+    A version's route is fixed at its first promotion: by the run's ``special`` param when it
+    is given, else by the app's ``special_versions`` rule. Later runs follow the recorded
+    route; one asking for the other route is refused rather than let a special version skip
+    an optional environment (or an ordinary one be held to it) halfway along the chain.
+    """
+    if recorded is not None:
+        if requested is not None and requested != recorded["special"]:
+            kind = "a special" if recorded["special"] else "an ordinary"
+            raise PlanError(f"{app} {version} was recorded as {kind} version at its first promotion "
+                            f"({recorded['environment']}, run {recorded['run_id']}); its route "
+                            f"({' -> '.join(recorded['route'])}) cannot change. Leave `special` empty.")
+        return recorded["special"], f"recorded at its first promotion ({recorded['environment']})"
+    if requested is not None:
+        return requested, "marked by this run's special param"
+    if matches_rule:
+        return True, "matches the app's special_versions rule"
+    return False, "ordinary: not marked special"

@@ -1,6 +1,7 @@
-"""The promotion chain dev -> test -> staging -> beta: auto-promotion, verified upstream, the
-human approval of beta, one release at a time, release windows and the ledger - through the real
-scheduler, with the ledger's answers checked against what the hosts serve."""
+"""The promotion chain dev -> project -> test -> staging -> beta -> prod, where project and beta
+are optional (only special versions must pass them): auto-promotion along a version's route,
+verified upstream, the human approvals, one release at a time, release windows and the ledger -
+through the real scheduler, with the ledger's answers checked against what the hosts serve."""
 from __future__ import annotations
 
 import datetime as dt
@@ -27,7 +28,7 @@ def promote(env):
 
 @pytest.fixture
 def chain(fleet, airflow):
-    for env in ("dev", "test", "staging", "beta"):
+    for env in ("dev", "project", "test", "staging", "beta"):
         fleet.reset(BASELINE, env)
         airflow.wait_for_dag(promote(env))
         airflow.wait_for_dag(f"gantry_rollback_{env}")
@@ -87,6 +88,11 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
     v = fresh_version(chain, "chain")
     run_id = trigger(airflow, "dev", {"app": "demo", "version": v})
     assert airflow.wait_run(promote("dev"), run_id) == "success"
+    # An ordinary version skips the optional project environment: dev promotes it to test.
+    dev_tasks = states(airflow, promote("dev"), run_id)
+    assert (dev_tasks[("promote_project", -1)], dev_tasks[("promote_test", -1)]) == ("skipped", "success")
+    assert (f"project is not on the route of demo {v} (dev -> test -> staging -> prod)"
+            in airflow.log(promote("dev"), run_id, "promote_project"))
     assert wait_for_run(airflow, promote("test"), v)["state"] == "success"
     staging_run = wait_for_run(airflow, promote("staging"), v)
     assert staging_run["state"] == "success"
@@ -97,12 +103,18 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
         assert_all_in_rotation(fleet_state(env=env))
     assert versions("beta") == {BASELINE}, "staging does not auto-promote to beta"
     assert not [r for r in airflow.runs(promote("beta")) if (r["conf"] or {}).get("version") == v]
+    assert versions("project") == {BASELINE}
+    assert not [r for r in airflow.runs(promote("project")) if (r["conf"] or {}).get("version") == v]
+    route = ledger.route("demo", v)
+    assert (route["special"], route["route"], route["environment"]) == (
+        False, ["dev", "test", "staging", "prod"], "dev")
     # The ledger says what the hosts say.
     current = {c.environment: c.version for c in ledger.current("demo")}
     assert current["dev"] == current["test"] == current["staging"] == v
     staging_rows = ledger.history("demo", "staging", 1)
     assert staging_rows[0]["triggered_by"] == "gantry-auto-promotion" and staging_rows[0]["auto"]
     assert {h["outcome"] for h in staging_rows[0]["hosts"]} == {"released"}
+    assert (staging_rows[0]["special"], staging_rows[0]["route"]) == (False, ["dev", "test", "staging", "prod"])
 
     # A deliberate rollback in staging is not undone by the next auto-promotion from test.
     rb = airflow.trigger("gantry_rollback_staging", {"app": "demo", "version": BASELINE})
@@ -123,7 +135,7 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
     assert versions("staging") == {v}
 
 
-def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledger):
+def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an_approval(chain, airflow, ledger):
     from airflow_api import AirflowAPI
 
     unknown_upstream = fresh_version(chain, "nostaging")
@@ -134,7 +146,12 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
     assert versions("beta") == {BASELINE}
     assert ledger.history("demo", "beta", 1)[0]["status"] == "refused"
 
+    # A special version (marked at its first promotion) passes project, and is refused at prod
+    # until it passed beta (unit tests: tests/unit/test_routes.py).
     v = fresh_version(chain, "beta")
+    rid = trigger(airflow, "project", {"app": "demo", "version": v, "special": True, "auto_promote": False})
+    assert airflow.wait_run(promote("project"), rid) == "success"
+    assert ledger.route("demo", v)["special"] is True
     for env in ("test", "staging"):
         rid = trigger(airflow, env, {"app": "demo", "version": v, "auto_promote": False})
         assert airflow.wait_run(promote(env), rid) == "success"
@@ -145,6 +162,9 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
     assert airflow.wait_run(promote("beta"), rid) == "failed"
     assert "needs a soak time of 0.25 min" in airflow.log(promote("beta"), rid, "check_gates")
     assert versions("beta") == {BASELINE}
+    qid = airflow.trigger("gantry_queue_prod", {"app": "demo", "version": v}).json()["dag_run_id"]
+    assert airflow.wait_run("gantry_queue_prod", qid) == "failed"
+    assert f"demo {v} has not passed beta" in airflow.log("gantry_queue_prod", qid, "check_gates")
     time.sleep(max(0, staged_at + 16 - time.time()))
 
     def ask(conf):
@@ -193,6 +213,13 @@ def test_beta_needs_the_version_in_staging_and_an_approval(chain, airflow, ledge
     assert workers(airflow, promote("beta"), rid) == {("prod-zone", "worker-prod-zone")}
     row = ledger.history("demo", "beta", 1)[0]
     assert row["status"] == "succeeded" and row["approved_by"] == "alice" and row["version"] == v
+    assert row["special"] is True and row["route"] == ["dev", "project", "test", "staging", "beta", "prod"]
+
+    # Having passed beta, the special version passes prod's upstream gate; only beta's soak time
+    # (15 s) holds it now.
+    qid = airflow.trigger("gantry_queue_prod", {"app": "demo", "version": v}).json()["dag_run_id"]
+    assert airflow.wait_run("gantry_queue_prod", qid) == "failed"
+    assert "needs a soak time of 0.25 min" in airflow.log("gantry_queue_prod", qid, "check_gates")
 
 
 def test_one_release_per_app_and_environment_at_a_time(chain, airflow, ledger):
@@ -291,16 +318,14 @@ def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, 
     assert {s for (t, _), s in states(airflow, "gantry_scheduled_prod", rid).items() if t == "start_release"} == {"skipped"}
     prod_runs_before = {r["dag_run_id"] for r in airflow.runs(promote("prod"))}
 
-    # A version that passed beta is approved now and waits in the queue.
+    # An ordinary version, from dev along its route (dev -> test -> staging by auto-promotion;
+    # project and beta skipped): staging satisfies prod's gate. It is approved now and waits in
+    # the queue.
     v = fresh_version(chain, "prod")
-    for env in ("test", "staging"):
-        assert airflow.wait_run(promote(env), trigger(airflow, env, {"app": "demo", "version": v,
-                                                                     "auto_promote": False})) == "success"
-    time.sleep(16)  # beta's soak time in staging
-    rid = trigger(airflow, "beta", {"app": "demo", "version": v, "auto_promote": False})
-    _approve(airflow, alice, promote("beta"), rid)
-    assert airflow.wait_run(promote("beta"), rid) == "success"
-    time.sleep(16)  # prod's soak time in beta
+    assert airflow.wait_run(promote("dev"), trigger(airflow, "dev", {"app": "demo", "version": v})) == "success"
+    assert wait_for_run(airflow, promote("staging"), v)["state"] == "success"
+    assert versions("beta") != {v} and versions("project") != {v}
+    time.sleep(16)  # prod's soak time in staging
     qid = airflow.trigger("gantry_queue_prod", {"app": "demo", "version": v}).json()["dag_run_id"]
     _approve(airflow, alice, "gantry_queue_prod", qid)
     assert airflow.wait_run("gantry_queue_prod", qid) == "success"
@@ -335,8 +360,11 @@ def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, 
     assert requests.get(f"{url}/status", timeout=10).status_code == 401
     status = {r["environment"]: r["version"] for r in alice.s.get(f"{url}/status", params={"app": "demo"},
                                                                    timeout=10).json()}
-    for env in ("test", "staging", "beta", "prod"):
+    for env in ("dev", "test", "staging", "prod"):
         assert status[env] == v and versions(env) == {v}, env
+    routes = {r["environment"]: (r["special"], r["route"]) for r in alice.s.get(
+        f"{url}/status", params={"app": "demo"}, timeout=10).json()}
+    assert routes["prod"] == (False, ["dev", "test", "staging", "prod"])
     history = alice.s.get(f"{url}/history/demo/prod", params={"limit": 1}, timeout=10).json()
     assert history[0]["approved_by"] == "alice" and history[0]["status"] == "succeeded"
     queue = alice.s.get(f"{url}/queue/prod", timeout=10).json()

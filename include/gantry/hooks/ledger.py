@@ -43,8 +43,15 @@ SCHEMA = [
         version text, healthy boolean, in_rotation boolean, silenced boolean,
         observed_at timestamptz NOT NULL DEFAULT now(), observed_by text, note text,
         PRIMARY KEY (app, environment, host))""",
+    # A version's route along the chain, fixed at its first promotion: special versions pass the
+    # optional environments, ordinary ones skip them.
+    """CREATE TABLE IF NOT EXISTS gantry_version (
+        app text NOT NULL, version text NOT NULL, special boolean NOT NULL, route text[] NOT NULL,
+        marked_by text NOT NULL, environment text NOT NULL, run_id text NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (app, version))""",
 ]
-NEWEST_TABLE = "gantry_host"  # the schema is created (or completed) while this one is missing
+NEWEST_TABLE = "gantry_version"  # the schema is created (or completed) while this one is missing
 
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
@@ -208,6 +215,9 @@ class LedgerHook(BaseHook):
             "SELECT DISTINCT ON (app, environment) app, environment, kind, version, status, message, run_id, "
             "ended_at FROM gantry_release WHERE status <> 'running' AND kind <> 'reconcile' "
             "AND (:a IS NULL OR app=:a) ORDER BY app, environment, ended_at DESC NULLS LAST", a=app)}
+        routes = {(r["app"], r["version"]): r for r in self._rows(
+            "SELECT app, version, special, route FROM gantry_version WHERE (:a IS NULL OR app=:a) AND version IN "
+            "(SELECT version FROM gantry_release WHERE status='succeeded' AND (:a IS NULL OR app=:a))", a=app)}
         seen: dict[tuple[str, str], list[dict]] = {}
         for h in self.hosts(app):
             seen.setdefault((h["app"], h["environment"]), []).append(h)
@@ -216,6 +226,8 @@ class LedgerHook(BaseHook):
             c, attempt = believed.get(key), last.get(key)
             row = c.as_dict() if c else {"app": key[0], "environment": key[1], "version": None, "since": None,
                                          "by": None, "run_id": None}
+            recorded = routes.get((key[0], row["version"]))
+            row["special"], row["route"] = (recorded["special"], recorded["route"]) if recorded else (None, None)
             if attempt and (not c or attempt["run_id"] != c.run_id):
                 row["last_attempt"] = {k: (v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else v)
                                        for k, v in attempt.items() if k not in ("app", "environment")}
@@ -240,8 +252,27 @@ class LedgerHook(BaseHook):
         return [Current(r["app"], r["environment"], r["version"], r["ended_at"], r["kind"], r["run_id"]) for r in rows]
 
     def history(self, app: str, environment: str, limit: int = 50) -> list[dict]:
-        return self._rows("SELECT * FROM gantry_release WHERE app=:a AND environment=:e ORDER BY started_at DESC "
-                          "LIMIT :n", a=app, e=environment, n=limit)
+        """The environment's release attempts, newest first, each with its version's route."""
+        return self._rows("SELECT r.*, v.special, v.route FROM gantry_release r LEFT JOIN gantry_version v "
+                          "ON v.app=r.app AND v.version=r.version WHERE r.app=:a AND r.environment=:e "
+                          "ORDER BY r.started_at DESC LIMIT :n", a=app, e=environment, n=limit)
+
+    # -------------------------------------------------------------- versions' routes
+    def route(self, app: str, version: str) -> dict | None:
+        """The route recorded for a version at its first promotion, if it has been promoted."""
+        rows = self._rows("SELECT * FROM gantry_version WHERE app=:a AND version=:v", a=app, v=version)
+        return rows[0] if rows else None
+
+    def record_route(self, *, app: str, version: str, special: bool, route: list[str], marked_by: str,
+                     environment: str, run_id: str) -> dict:
+        """Record a version's route unless it has one; returns the route that holds (the first)."""
+        with self.engine().begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO gantry_version (app, version, special, route, marked_by, environment, run_id) "
+                "VALUES (:a, :v, :s, :r, :m, :e, :run) ON CONFLICT (app, version) DO NOTHING"),
+                {"a": app, "v": version, "s": special, "r": list(route), "m": marked_by, "e": environment,
+                 "run": run_id})
+        return self.route(app, version)
 
     def rolled_back(self, app: str, environment: str, version: str) -> dict | None:
         """The rollback that took ``version`` out of the environment, unless someone released it by

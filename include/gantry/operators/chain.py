@@ -101,83 +101,123 @@ class ClaimReleaseOperator(BaseOperator):
 class CheckGatesOperator(BaseOperator):
     """Gates between environments, decided before anything is touched:
 
-    - verified upstream: the version succeeded on every host of the upstream environment and is
-      still what runs there (a version rolled back upstream does not pass, nor one that a host
-      was seen drifting from since - by the reconciler or a later partial release);
+    - the version's route: special versions pass every optional environment of the chain,
+      ordinary ones skip them (fixed at the version's first promotion, recorded in the ledger);
+    - verified upstream: the version succeeded on every host of the nearest environment before
+      this one on its route (the ``upstream``, or for an ordinary version past an optional one,
+      that one's upstream) and is still what runs there (a version rolled back upstream does
+      not pass, nor one that a host was seen drifting from since - by the reconciler or a later
+      partial release);
     - soak time: it has been running there for at least ``soak_minutes``;
     - auto-promotion never re-releases a version that was deliberately rolled back here.
     Returns the evidence, which the approver sees."""
 
-    template_fields: Sequence[str] = ("app", "version")
+    template_fields: Sequence[str] = ("app", "version", "special")
     ui_color = "#e0f0e0"
 
-    def __init__(self, *, app: str, version: str, environment: str, **kwargs) -> None:
+    def __init__(self, *, app: str, version: str, environment: str, special: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.app, self.version, self.environment = app, version, environment
+        self.app, self.version, self.environment, self.special = app, version, environment, special
 
     def execute(self, context: Context) -> dict:
-        env = load_config().environment(self.environment)
+        config = load_config()
+        env = config.environment(self.environment)
         ledger = _ledger()
         here = ledger.current(self.app, env.name)
         evidence: dict[str, Any] = {"app": self.app, "version": self.version, "environment": env.name,
                                     "running_here": here[0].version if here else None,
                                     "running_here_since": str(here[0].since) if here else None}
+        on_chain = len(config.chain(env.name)) > 1
+        recorded = ledger.route(self.app, self.version) if on_chain else None
+        try:
+            special, why = plan.version_is_special(
+                self.app, self.version, recorded, None if self.special in (None, "") else bool(self.special),
+                config.app(self.app).is_special(self.version))
+        except plan.PlanError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        route = config.route(env.name, special)
+        evidence.update(special=special, route=list(route), route_reason=why)
+        if env.optional and not special:
+            self.log.info("%s is optional and %s %s is an ordinary version: released here by hand, which is "
+                          "allowed; its route (%s) does not change", env.name, self.app, self.version,
+                          " -> ".join(route))
         if run_context(context)["auto"] and (rb := ledger.rolled_back(self.app, env.name, self.version)):
             raise AirflowFailException(
                 f"{self.app} {self.version} was rolled back in {env.name} (run {rb['run_id']}, {rb['ended_at']}); "
                 "auto-promotion will not undo that. Release it by hand to bring it back.")
-        if env.upstream:
-            up = ledger.current(self.app, env.upstream)
+        if upstream := config.gate_environment(env.name, special):
+            on_route = f"its route: {' -> '.join(route)}" + (
+                "; a special version passes every optional environment" if special else "")
+            up = ledger.current(self.app, upstream)
             if not up or up[0].version != self.version:
                 raise AirflowFailException(
-                    f"{self.app} {self.version} has not passed {env.upstream}: it must succeed there on every "
-                    f"host first (running in {env.upstream}: {up[0].version if up else 'nothing recorded'})")
-            drifted = [h for h in ledger.hosts(self.app, env.upstream) if h["observed_at"] >= up[0].since
+                    f"{self.app} {self.version} has not passed {upstream}: it must succeed there on every "
+                    f"host first (running in {upstream}: {up[0].version if up else 'nothing recorded'}; {on_route})")
+            drifted = [h for h in ledger.hosts(self.app, upstream) if h["observed_at"] >= up[0].since
                        and (h["version"] != self.version or h["healthy"] is False or h["in_rotation"] is False)]
             if drifted:
                 raise AirflowFailException(
-                    f"{self.app} {self.version} no longer runs on every host of {env.upstream}: " + "; ".join(
+                    f"{self.app} {self.version} no longer runs on every host of {upstream}: " + "; ".join(
                         f"{h['host']} seen {h['observed_at']:%Y-%m-%d %H:%M:%S} on {h['version']} "
                         f"(healthy={h['healthy']}, in rotation={h['in_rotation']})" for h in drifted))
             soaked = dt.datetime.now(dt.timezone.utc) - up[0].since
             need = dt.timedelta(minutes=env.soak_minutes)
             if soaked < need:
                 raise AirflowFailException(
-                    f"{self.app} {self.version} has run in {env.upstream} for {soaked.total_seconds() / 60:.1f} min; "
+                    f"{self.app} {self.version} has run in {upstream} for {soaked.total_seconds() / 60:.1f} min; "
                     f"{env.name} needs a soak time of {env.soak_minutes:g} min (ready after "
                     f"{(up[0].since + need).isoformat(timespec='seconds')})")
-            evidence["upstream"] = {"environment": env.upstream, "version": up[0].version,
+            evidence["upstream"] = {"environment": upstream, "version": up[0].version,
                                     "since": up[0].since.isoformat(timespec="seconds"), "run_id": up[0].run_id,
                                     "soaked_minutes": round(soaked.total_seconds() / 60, 1)}
+        if on_chain and recorded is None:
+            # The first promotion that passed its gates fixes the route (a refused one does not).
+            held = ledger.record_route(app=self.app, version=self.version, special=special, route=list(route),
+                                       marked_by=why, environment=env.name, run_id=context["run_id"])
+            if held["special"] != special:  # another environment's first promotion got there first
+                raise AirflowFailException(
+                    f"{self.app} {self.version} was just recorded as {'special' if held['special'] else 'ordinary'} "
+                    f"by {held['environment']} (run {held['run_id']}); trigger again without `special`")
         self.log.info("gates passed: %s", json.dumps(evidence))
         return evidence
 
 
 class PromoteNextOperator(TriggerDagRunOperator):
     """After a full, successful release, starts the next environment's promotion of the same
-    version. The next run checks its own gates (and will not undo a deliberate rollback).
+    version, when ``next_environment`` is the next one on the version's route (an environment
+    followed by an optional one has a task for each, and all but one skip). The next run checks
+    its own gates (and will not undo a deliberate rollback).
     ``report_task_id`` returns the release's ledger status: only ``succeeded`` (every CMDB host
     runs the version) promotes."""
 
     template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "app", "version", "auto_promote",
                                       "hosts", "dry_run")
 
-    def __init__(self, *, app: str, version: str, next_environment: str, default: bool, auto_promote: Any = None,
+    def __init__(self, *, app: str, version: str, environment: str, next_environment: str, default: bool,
+                 auto_promote: Any = None,
                  hosts: Any = None, dry_run: Any = False, enqueue: bool = False, report_task_id: str = "report",
-                 **kwargs) -> None:
+                 gates_task_id: str = "check_gates", **kwargs) -> None:
         # An environment released at its window openings gets the version queued (after its
         # gates and approval), not released at once. (Not `queue`: that is the Celery queue the
         # task runs on, BaseOperator's.)
         self.enqueue = enqueue
         super().__init__(trigger_dag_id=f"gantry_{'queue' if enqueue else 'promote'}_{next_environment}",
                          wait_for_completion=False, **kwargs)
-        self.app, self.version, self.next_environment = app, version, next_environment
+        self.app, self.version, self.environment, self.next_environment = app, version, environment, next_environment
         self.default, self.auto_promote, self.hosts, self.dry_run = default, auto_promote, hosts, dry_run
-        self.report_task_id = report_task_id
+        self.report_task_id, self.gates_task_id = report_task_id, gates_task_id
 
     def execute(self, context: Context) -> Any:
         enabled = self.default if self.auto_promote is None else bool(self.auto_promote)
         report = context["ti"].xcom_pull(task_ids=self.report_task_id) or {}
+        gates = context["ti"].xcom_pull(task_ids=self.gates_task_id) or {}
+        special = bool(gates.get("special"))
+        route_next = load_config().next_on_route(self.environment, special)
+        if enabled and route_next != self.next_environment:
+            why = (f"{self.next_environment} is not on the route of {self.app} {self.version} "
+                   f"({' -> '.join(gates.get('route') or [])}): it goes to {route_next or 'nowhere'} next")
+            self.log.info("no auto-promotion to %s: %s", self.next_environment, why)
+            raise AirflowSkipException(f"no auto-promotion: {why}")
         why_not = ("disabled for this environment/run" if not enabled else "dry run" if self.dry_run
                    else "only some hosts were released" if self.hosts
                    else f"the release here is {report.get('status', 'unknown')}"

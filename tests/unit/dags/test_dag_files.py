@@ -128,3 +128,16 @@ def test_auto_promotion_starts_the_next_promotion_and_passes_the_choice_along():
         "gantry_promote_staging", False, "default")
     to_prod = bag.dags["gantry_promote_beta"].get_task("promote_prod")
     assert (to_prod.trigger_dag_id, to_prod.enqueue, to_prod.queue) == ("gantry_queue_prod", True, "prod-zone")
+
+
+def test_an_environment_before_an_optional_one_has_a_promotion_task_for_each_route():
+    """dev promotes a special version to project and an ordinary one to test: one task each, and
+    at run time the one not on the version's route skips, saying why."""
+    bag = DagBag(str(REPO / "dags"))
+    dev = bag.dags["gantry_promote_dev"]
+    targets = {t.task_id: t.trigger_dag_id for t in dev.tasks if t.task_id.startswith("promote_")}
+    assert targets == {"promote_project": "gantry_promote_project", "promote_test": "gantry_promote_test"}
+    staging = bag.dags["gantry_promote_staging"]
+    assert {t.task_id: t.trigger_dag_id for t in staging.tasks if t.task_id.startswith("promote_")} == {
+        "promote_beta": "gantry_promote_beta", "promote_prod": "gantry_queue_prod"}
+    assert dev.params.get_param("special").schema["type"] == ["null", "boolean"]
