@@ -69,7 +69,11 @@ def test_services_are_the_native_processes(rendered):
         assert rendered["services"][service]["hostname"] == service
 
 
-def test_every_airflow_service_runs_the_shared_settings_like_the_native_setup(rendered):
+def test_every_airflow_service_runs_the_shared_settings_like_the_native_setup(rendered, monkeypatch):
+    # The native setup lets these two come from the environment (./gantry test sets the
+    # reconciler's schedule to 0); without them it runs exactly the shared files.
+    monkeypatch.delenv("GANTRY_RECONCILE_EVERY_MINUTES", raising=False)
+    monkeypatch.delenv("GANTRY_AIRFLOW_PARALLELISM", raising=False)
     shared = shared_settings()
     assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     native = fleetctl.airflow_env("celery")
@@ -85,9 +89,10 @@ def test_every_airflow_service_runs_the_shared_settings_like_the_native_setup(re
     local = fleetctl.airflow_env("local")
     assert local["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     common = fleetctl.read_env_file(fleetctl.AIRFLOW_ENV_FILE)
-    overridable = {"AIRFLOW__CORE__PARALLELISM", "GANTRY_RECONCILE_EVERY_MINUTES"}  # env overrides, see fleetctl
-    assert {k: local[k] for k in common if k not in overridable} == {
-        k: v for k, v in common.items() if k not in overridable}
+    assert {k: local[k] for k in common} == common
+    # ... and takes the two overrides when they are set.
+    monkeypatch.setenv("GANTRY_RECONCILE_EVERY_MINUTES", "0")
+    assert fleetctl.airflow_env("local")["GANTRY_RECONCILE_EVERY_MINUTES"] == "0"
 
 
 def test_long_running_services_have_healthchecks_and_start_in_order(rendered):
