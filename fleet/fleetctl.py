@@ -646,7 +646,8 @@ AIRFLOW_COMPONENTS = {
     "airflow-dag-processor": ["dag-processor"],
     "airflow-triggerer": ["triggerer"],
 }
-DEFAULT_QUEUE = "default"
+# Tasks without an environment queue go to Airflow's default queue, as configured in the shared file.
+DEFAULT_QUEUE = read_env_file(AIRFLOW_ENV_FILE)["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
 
 
 def celery_queues() -> list[str]:
