@@ -14,6 +14,16 @@ from pathlib import Path
 DEMO_SRC = Path(__file__).resolve().parent / "demo_app"
 
 
+def _vendored() -> list[tuple[str, bytes]]:
+    """The ZooKeeper client the demo app ships in vendor/ (a registry client is part of the
+    package, as in a Dubbo provider's jar): kazoo from the build environment, without its tests."""
+    import kazoo
+
+    root = Path(kazoo.__file__).parent
+    return [(f"vendor/kazoo/{f.relative_to(root)}", f.read_bytes()) for f in sorted(root.rglob("*.py"))
+            if "tests" not in f.relative_to(root).parts]
+
+
 def _add_file(tar: tarfile.TarFile, arcname: str, data: bytes, mode: int) -> None:
     info = tarfile.TarInfo(arcname)
     info.size = len(data)
@@ -41,6 +51,8 @@ def build_demo_package(version: str, *, startup_delay: float = 0, never_healthy:
         _add_file(tar, "bin/start.sh", (DEMO_SRC / "bin/start.sh").read_bytes(), 0o755)
         _add_file(tar, "bin/stop.sh", (DEMO_SRC / "bin/stop.sh").read_bytes(), 0o755)
         _add_file(tar, "release.json", json.dumps(release).encode(), 0o644)
+        for arcname, data in _vendored():
+            _add_file(tar, arcname, data, 0o644)
         _add_file(tar, "migrations/env.py", (DEMO_SRC / "migrations/env.py").read_bytes(), 0o644)
         for rev in revisions:
             (script,) = (DEMO_SRC / "migrations/versions").glob(f"{rev}_*.py")

@@ -50,6 +50,9 @@ APP_PORT_OFFSET = {"demo": 0}
 ARTIFACT_PORT = 18081
 ARTIFACT_OUTAGE_FLAG = STATE / "faults" / "artifacts-down"
 ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
+# The other registry and load balancer an environment may pick (config/gantry.yaml).
+ZOOKEEPER_PORT = 12181
+HAPROXY_ADMIN_PORT = 19100  # HAProxy's runtime API (stats socket, level admin)
 ALERTMANAGER_PORT = 19093
 PG_PORT = 15432
 AIRFLOW_PORT = 8080
@@ -204,6 +207,16 @@ def app_config(app: str) -> dict:
     return yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())["apps"][app]
 
 
+def env_adapters(env: str) -> tuple[str, str]:
+    """(registry, load balancer) of an environment, as config/gantry.yaml picks them."""
+    cfg = yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())["environments"].get(env) or {}
+    return cfg.get("registry", "etcd"), cfg.get("load_balancer", "nginx")
+
+
+def rpc_service(app: str) -> str:
+    return app_config(app).get("rpc_service") or app
+
+
 # ---------------------------------------------------------------- ssh identity
 def ensure_keys() -> None:
     ssh = STATE / "ssh"
@@ -275,10 +288,12 @@ def prepare_host(h: dict, pubkey: str) -> list[str]:
     shared = d / "srv" / cfg["install_root"].removeprefix("/srv/") / "shared"
     (shared).mkdir(parents=True, exist_ok=True)
     (d / "srv" / cfg["install_root"].removeprefix("/srv/") / "releases").mkdir(exist_ok=True)
+    registry = env_adapters(h["env"])[0]
+    where = (f"ZOOKEEPER_HOSTS=127.0.0.1:{ZOOKEEPER_PORT}\nRPC_SERVICE={rpc_service(h['app'])}\n"
+             if registry == "zookeeper" else f"ETCD_URL=http://127.0.0.1:{ETCD_PORT}\n")
     (shared / "app.env").write_text(
         f"GANTRY_APP={h['app']}\nGANTRY_ENV={h['env']}\nHOST_NAME={h['name']}\n"
-        f"BIND_ADDR={h['address']}\nPORT={cfg['port']}\n"
-        f"ETCD_URL=http://127.0.0.1:{ETCD_PORT}\n")
+        f"BIND_ADDR={h['address']}\nPORT={cfg['port']}\n{where}")
     return [f"[{h['address']}]:{h.get('ssh_port', SSH_PORT)}", ktype, kdata]
 
 
@@ -355,6 +370,8 @@ def write_nginx_conf(hosts: list[dict]) -> None:
         (n / sub).mkdir(parents=True, exist_ok=True)
     servers = []
     for env, app in sorted({(h["env"], h["app"]) for h in hosts}):
+        if env_adapters(env)[1] != "nginx":
+            continue
         pool = pool_name(app, env)
         ups = upstream_file(pool)
         pool_hosts = [h for h in hosts if h["app"] == app and h["env"] == env]
@@ -402,6 +419,95 @@ http {{
 """)
 
 
+# ---------------------------------------------------------------- HAProxy
+def haproxy_pools(hosts: list[dict]) -> dict[str, list[dict]]:
+    pools: dict[str, list[dict]] = {}
+    for h in hosts:
+        if env_adapters(h["env"])[1] == "haproxy":
+            pools.setdefault(pool_name(h["app"], h["env"]), []).append(h)
+    return pools
+
+
+def write_haproxy_conf(hosts: list[dict]) -> Path:
+    d = STATE / "haproxy"
+    d.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for pool, members in sorted(haproxy_pools(hosts).items()):
+        app, env = members[0]["app"], members[0]["env"]
+        port = app_config(app)["port"]
+        servers = "".join(f"    server {h['name']} {h['address']}:{port}\n" for h in members)
+        sections.append(f"""
+frontend {pool}
+    bind 127.0.0.1:{lb_port(app, env)}
+    default_backend {pool}
+
+backend {pool}
+    balance roundrobin
+{servers}""")
+    conf = d / "haproxy.cfg"
+    conf.write_text(f"""global
+    pidfile {d}/haproxy.pid
+    # The runtime API Gantry drives (Connection gantry_haproxy); loopback only.
+    stats socket ipv4@127.0.0.1:{HAPROXY_ADMIN_PORT} level admin
+    stats socket {d}/admin.sock mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    # No retry on another server: a drain that is not graceful must show as failed requests
+    # (as nginx's proxy_next_upstream off does for the nginx pools).
+    retries 0
+    option http-server-close
+{''.join(sections)}""")
+    return conf
+
+
+def haproxy_command(cmd: str) -> str:
+    with socket.create_connection(("127.0.0.1", HAPROXY_ADMIN_PORT), timeout=5) as sock:
+        sock.sendall(cmd.encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+# ---------------------------------------------------------------- ZooKeeper
+ZOOKEEPER_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+
+
+def zookeeper_up() -> None:
+    d = STATE / "zookeeper"
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    (d / "zoo.cfg").write_text(f"""dataDir={d / 'data'}
+clientPort={ZOOKEEPER_PORT}
+clientPortAddress=127.0.0.1
+tickTime=500
+initLimit=10
+syncLimit=5
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok,mntr,srvr
+""")
+    spawn("zookeeper", ["java", "-Xmx128m", "-cp", ZOOKEEPER_CLASSPATH,
+                        "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(d / "zoo.cfg")])
+
+
+def zookeeper_ready(timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", ZOOKEEPER_PORT), timeout=1) as sock:
+                sock.sendall(b"ruok")
+                if sock.recv(16) == b"imok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"zookeeper did not answer within {timeout}s; see {STATE}/logs/zookeeper.log")
+
+
 # ---------------------------------------------------------------- components
 def up() -> None:
     t0 = time.time()
@@ -436,6 +542,10 @@ def up() -> None:
         sh("nginx", "-s", "reload", "-c", str(n / "nginx.conf"))
     spawn("nginx", ["nginx", "-e", str(n / "logs/error.log"), "-c", str(n / "nginx.conf"), "-g", "daemon off;"])
 
+    haproxy_conf = write_haproxy_conf(hosts)
+    spawn("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)])
+    zookeeper_up()
+
     spawn("etcd", [
         "etcd", "--name", "gantry", "--data-dir", str(STATE / "etcd"),
         "--listen-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
@@ -463,6 +573,8 @@ def up() -> None:
     for port in {lb_port(h["app"], h["env"]) for h in hosts} | {ARTIFACT_PORT}:
         wait_tcp("127.0.0.1", port, name="nginx")
     wait_http(f"http://127.0.0.1:{ETCD_PORT}/health", name="etcd")
+    wait_tcp("127.0.0.1", HAPROXY_ADMIN_PORT, name="haproxy")
+    zookeeper_ready()
     wait_http(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready", name="alertmanager")
     wait_tcp("127.0.0.1", SMTP_PORT, name="mailbox")
     # The port answering is not enough: it may be a stranger's (a host left over from another
@@ -470,7 +582,7 @@ def up() -> None:
     dead = [h["name"] for h in hosts if not read_pid(f"host-{h['name']}")]
     if dead:
         raise SystemExit(f"sshd of {', '.join(dead)} exited; see {STATE / 'logs'} (address already in use?)")
-    log(f"fleet up: {len(hosts)} hosts, nginx, etcd, alertmanager, artifacts in {time.time() - t0:.2f}s")
+    log(f"fleet up: {len(hosts)} hosts, nginx, haproxy, etcd, zookeeper, alertmanager, artifacts in {time.time() - t0:.2f}s")
 
 
 def fleet_down() -> None:
@@ -478,7 +590,7 @@ def fleet_down() -> None:
     # Every host that was started, by its recorded PID - also hosts the inventory no longer lists.
     for path in sorted(PIDS.glob("host-*.pid")) if PIDS.exists() else []:
         stop_host(path.stem.removeprefix("host-"))
-    for name in ("lb-sshd", "nginx", "etcd", "alertmanager", "mailbox"):
+    for name in ("lb-sshd", "nginx", "haproxy", "etcd", "zookeeper", "alertmanager", "mailbox"):
         stop(name)
     log(f"fleet down in {time.time() - t0:.2f}s")
 
@@ -618,6 +730,10 @@ def airflow_env(executor: str | None = None) -> dict[str, str]:
                                 "upstream_dir": str(STATE / "nginx/upstreams")}},
         "gantry_registry": {"conn_type": "http", "host": "127.0.0.1", "port": ETCD_PORT, "schema": "http",
                             "extra": {"prefix": "/gantry/registry"}},
+        "gantry_zookeeper": {"conn_type": "generic", "host": "127.0.0.1", "port": ZOOKEEPER_PORT,
+                             "extra": {"root": "/dubbo"}},
+        "gantry_haproxy": {"conn_type": "generic", "host": "127.0.0.1", "port": HAPROXY_ADMIN_PORT,
+                           "extra": {"drain_timeout": 30}},
         "gantry_alertmanager": {"conn_type": "http", "host": "127.0.0.1", "port": ALERTMANAGER_PORT,
                                 "schema": "http"},
         "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
@@ -792,16 +908,25 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
     """Put the fleet back to a known state between tests: the version running everywhere,
     every host in the pool and the registry, no silences."""
     hosts = [h for h in inventory_hosts() if h["env"] == env_name and h["app"] == app]
-    upstream_file(pool_name(app, env_name)).write_text("".join(f"server {h['address']}:{app_config(app)['port']};\n" for h in hosts))
-    n = STATE / "nginx"
-    sh("nginx", "-s", "reload", "-c", str(n / "nginx.conf"))
-    import base64
-    prefix = f"/gantry/registry/{app}/{env_name}/disabled/"
-    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
-                       "range_end": base64.b64encode(end.encode()).decode()}).encode()
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ETCD_PORT}/v3/kv/deleterange", data=body),
-                           timeout=5).read()
+    registry, balancer = env_adapters(env_name)
+    if balancer == "haproxy":
+        for h in hosts:
+            haproxy_command(f"set server {pool_name(app, env_name)}/{h['name']} state ready")
+    else:
+        upstream_file(pool_name(app, env_name)).write_text(
+            "".join(f"server {h['address']}:{app_config(app)['port']};\n" for h in hosts))
+        n = STATE / "nginx"
+        sh("nginx", "-s", "reload", "-c", str(n / "nginx.conf"))
+    if registry == "zookeeper":
+        reset_zookeeper(app, env_name)
+    else:
+        import base64
+        prefix = f"/gantry/registry/{app}/{env_name}/disabled/"
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                           "range_end": base64.b64encode(end.encode()).decode()}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ETCD_PORT}/v3/kv/deleterange", data=body),
+                               timeout=5).read()
     am = f"http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2"
     ours = urllib.parse.urlencode([("filter", f'app="{app}"'), ("filter", f'env="{env_name}"')])
     # Only this environment's silences: a release running elsewhere keeps its hosts silenced.
@@ -812,6 +937,24 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
     if (app, env_name) in app_databases() and read_pid("postgres"):
         reset_database(app, env_name)
     bootstrap(version, env_name, app, force=True)
+
+
+def reset_zookeeper(app: str, env_name: str) -> None:
+    """Removes every override of the environment's Dubbo group (Gantry's disable entries)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts=f"127.0.0.1:{ZOOKEEPER_PORT}")
+    zk.start(timeout=10)
+    try:
+        path = f"/dubbo/{rpc_service(app)}/configurators"
+        for node in zk.get_children(path) if zk.exists(path) else []:
+            if dict(parse_qsl(urlsplit(unquote(node)).query)).get("group") == env_name:
+                zk.delete(f"{path}/{node}")
+    finally:
+        zk.stop()
+        zk.close()
 
 
 def status() -> None:

@@ -1,4 +1,5 @@
-"""Observers used by the end-to-end tests: load through nginx, rotation sampling, fleet state."""
+"""Observers used by the end-to-end tests: load through the load balancer, rotation sampling,
+fleet state - read from whichever registry and load balancer the environment uses."""
 from __future__ import annotations
 
 import http.client
@@ -11,9 +12,29 @@ import fleetctl
 from gantry.hooks.loadbalancer import parse_upstream
 
 
+def lb_members(app: str = "demo", env: str = "test") -> dict[str, bool]:
+    """The environment's load-balancer pool, {"addr:port": in rotation}: nginx's upstream file
+    as the fleet wrote it, or HAProxy's runtime state."""
+    pool = fleetctl.pool_name(app, env)
+    if fleetctl.env_adapters(env)[1] == "haproxy":
+        from gantry.hooks.haproxy import HAProxyRuntimeHook
+
+        return HAProxyRuntimeHook().members(pool)
+    return parse_upstream(fleetctl.upstream_file(pool).read_text())
+
+
+def registry(env: str = "test"):
+    """The environment's registry hook (etcd or ZooKeeper)."""
+    from gantry import adapters
+    from gantry.config import load_config
+
+    return adapters.registry(load_config().environment(env))
+
+
 class LoadGenerator:
-    """Requests through nginx, a new connection per request, until stopped. nginx is
-    configured not to retry upstream errors, so any non-graceful step shows as a failure."""
+    """Requests through the load balancer, a new connection per request, until stopped. nginx
+    and HAProxy are configured not to retry upstream errors, so any non-graceful step shows as a
+    failure."""
 
     def __init__(self, env: str = "test", threads: int = 3, sleep_ms: int = 15, app: str = "demo") -> None:
         self.port, self.sleep_ms = fleetctl.lb_port(app, env), sleep_ms
@@ -63,10 +84,8 @@ class RotationSampler:
     the largest number of hosts seen out of rotation at once."""
 
     def __init__(self, app: str = "demo", env: str = "test", interval: float = 0.1) -> None:
-        from gantry.hooks.registry import EtcdRegistryHook
-
         self.app, self.env, self.interval = app, env, interval
-        self.registry = EtcdRegistryHook()
+        self.registry = registry(env)
         self.max_lb_down = 0
         self.max_registry_disabled = 0
         self.samples = 0
@@ -75,7 +94,7 @@ class RotationSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            members = parse_upstream(fleetctl.upstream_file(fleetctl.pool_name(self.app, self.env)).read_text())
+            members = lb_members(self.app, self.env)
             down = sum(1 for enabled in members.values() if not enabled)
             disabled = len(self.registry.disabled(self.app, self.env))
             self.max_lb_down = max(self.max_lb_down, down)
@@ -105,15 +124,14 @@ def served_version(address: str, port: int = 9000) -> str | None:
 def fleet_state(app: str = "demo", env: str = "test") -> dict:
     """What the hosts, the load balancer, the registry and monitoring say right now."""
     from gantry.hooks.monitoring import AlertmanagerHook
-    from gantry.hooks.registry import EtcdRegistryHook
 
     hosts = [h for h in fleetctl.inventory_hosts() if h["env"] == env and h["app"] == app]
-    registry = EtcdRegistryHook()
+    reg = registry(env)
     return {
         "versions": {h["name"]: served_version(h["address"]) for h in hosts},
-        "lb": parse_upstream(fleetctl.upstream_file(fleetctl.pool_name(app, env)).read_text()),
-        "registry_disabled": set(registry.disabled(app, env)),
-        "registry_instances": {k: v["version"] for k, v in registry.instances(app, env).items()},
+        "lb": lb_members(app, env),
+        "registry_disabled": set(reg.disabled(app, env)),
+        "registry_instances": {k: v["version"] for k, v in reg.instances(app, env).items()},
         "silences": AlertmanagerHook().active(app, env),
         "hosts": hosts,
     }
@@ -207,6 +225,6 @@ def wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.2):
 
 
 def in_load_balancer(host: dict, env: str = "test", app: str = "demo") -> bool | None:
-    """Whether nginx's pool serves the host (None: not in the pool at all)."""
-    members = parse_upstream(fleetctl.upstream_file(fleetctl.pool_name(app, env)).read_text())
+    """Whether the load balancer's pool serves the host (None: not in the pool at all)."""
+    members = lb_members(app, env)
     return members.get(f"{host['address']}:9000")

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +39,9 @@ HOST_NAME = os.environ.get("HOST_NAME", "localhost")
 BIND = os.environ.get("BIND_ADDR", "127.0.0.1")
 PORT = int(os.environ.get("PORT", "9000"))
 ETCD = os.environ.get("ETCD_URL", "")
+# Or a Dubbo-style registry in ZooKeeper: a provider node under /dubbo/<service>/providers.
+ZOOKEEPER = os.environ.get("ZOOKEEPER_HOSTS", "")
+RPC_SERVICE = os.environ.get("RPC_SERVICE", APP)
 LEASE_TTL = int(os.environ.get("LEASE_TTL", "6"))
 PID_FILE = os.environ.get("PID_FILE", "")
 
@@ -99,6 +103,61 @@ class Registration(threading.Thread):
                 log(f"deregister failed: {exc}")
 
 
+class ZooKeeperRegistration:
+    """This instance as a Dubbo provider: an ephemeral node of its own ZooKeeper session, made
+    again whenever a new session replaces an expired one (as Dubbo's registry does)."""
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(HERE / "vendor"))  # the package ships its ZooKeeper client
+        from kazoo.client import KazooClient
+
+        self.zk = KazooClient(hosts=ZOOKEEPER, timeout=6)
+        params = {"anyhost": "false", "application": APP, "group": ENVIRONMENT, "hostname": HOST_NAME,
+                  "interface": RPC_SERVICE, "pid": str(os.getpid()), "revision": VERSION, "side": "provider",
+                  "timestamp": str(int(time.time() * 1000))}
+        url = f"dubbo://{BIND}:{PORT}/{RPC_SERVICE}?{urllib.parse.urlencode(sorted(params.items()))}"
+        self.path = f"/dubbo/{RPC_SERVICE}/providers/{urllib.parse.quote(url, safe='')}"
+        self.lost = threading.Event()
+        self.stopping = False
+
+    def register(self) -> None:
+        from kazoo.protocol.states import KazooState
+
+        self.zk.add_listener(lambda st: self.lost.set() if st == KazooState.LOST else None)
+        self.lost.set()
+        self._register_once()
+        threading.Thread(target=self._renew, daemon=True).start()
+
+    def _register_once(self) -> None:
+        from kazoo.exceptions import NodeExistsError
+
+        try:
+            if not self.zk.connected:
+                self.zk.start(timeout=5)
+            self.zk.create(self.path, b"", ephemeral=True, makepath=True)
+            log(f"registered provider in /dubbo/{RPC_SERVICE}/providers")
+        except NodeExistsError:
+            pass
+        except Exception as exc:  # registry outage must not kill the service
+            log(f"registration failed, will retry: {exc}")
+            return
+        self.lost.clear()
+
+    def _renew(self) -> None:
+        while not self.stopping:
+            if self.lost.wait(1) and not self.stopping:
+                self._register_once()
+
+    def deregister(self) -> None:
+        self.stopping = True
+        try:
+            self.zk.delete(self.path)
+        except Exception as exc:
+            log(f"deregister failed: {exc}")
+        self.zk.stop()
+        self.zk.close()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -146,7 +205,7 @@ def main() -> int:
     server = Server((BIND, PORT), Handler)
     if PID_FILE:
         Path(PID_FILE).write_text(str(os.getpid()))
-    registration = Registration()
+    registration = ZooKeeperRegistration() if ZOOKEEPER else Registration()
 
     def on_term(signum, frame):
         log("SIGTERM: failing health, deregistering, draining")
@@ -158,7 +217,9 @@ def main() -> int:
 
     def become_ready():
         time.sleep(float(RELEASE.get("startup_delay", 0)))
-        if ETCD:
+        if ZOOKEEPER:
+            registration.register()
+        elif ETCD:
             try:
                 registration.register()
             except Exception as exc:

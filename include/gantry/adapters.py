@@ -16,14 +16,28 @@ def cmdb(config: GantryConfig, env: EnvironmentConfig) -> Cmdb:
     raise ValueError(f"environment {env.name}: unknown cmdb adapter {env.cmdb!r} (inventory | http)")
 
 
-def registry() -> ServiceRegistry:
-    from gantry.hooks.registry import EtcdRegistryHook
-    return EtcdRegistryHook()
+def registry(env: EnvironmentConfig) -> ServiceRegistry:
+    """The environment's ``registry``: etcd (Connection gantry_registry) or ZooKeeper in
+    Dubbo's layout (gantry_zookeeper)."""
+    if env.registry == "etcd":
+        from gantry.hooks.registry import EtcdRegistryHook
+        return EtcdRegistryHook()
+    if env.registry == "zookeeper":
+        from gantry.hooks.zookeeper import ZooKeeperRegistryHook
+        return ZooKeeperRegistryHook()
+    raise ValueError(f"environment {env.name}: unknown registry adapter {env.registry!r} (etcd | zookeeper)")
 
 
-def load_balancer() -> LoadBalancer:
-    from gantry.hooks.loadbalancer import NginxUpstreamHook
-    return NginxUpstreamHook()
+def load_balancer(env: EnvironmentConfig) -> LoadBalancer:
+    """The environment's ``load_balancer``: nginx over SSH (Connection gantry_lb) or HAProxy's
+    runtime API (gantry_haproxy)."""
+    if env.load_balancer == "nginx":
+        from gantry.hooks.loadbalancer import NginxUpstreamHook
+        return NginxUpstreamHook()
+    if env.load_balancer == "haproxy":
+        from gantry.hooks.haproxy import HAProxyRuntimeHook
+        return HAProxyRuntimeHook()
+    raise ValueError(f"environment {env.name}: unknown load balancer adapter {env.load_balancer!r} (nginx | haproxy)")
 
 
 def silencer() -> Silencer:

@@ -59,6 +59,13 @@ class AppConfig:
     # Versions matching this regular expression (re.fullmatch) are special: their route passes
     # through every optional environment of the chain. A run's `special` param marks one too.
     special_versions: str | None = None
+    # The app's RPC service as registries other than etcd name it: a Dubbo interface in
+    # ZooKeeper (/dubbo/<rpc_service>/providers). Default: the app's name.
+    rpc_service: str | None = None
+
+    @property
+    def service_name(self) -> str:
+        return self.rpc_service or self.name
 
     def is_special(self, version: str) -> bool:
         return bool(self.special_versions and re.fullmatch(self.special_versions, version))
@@ -78,6 +85,10 @@ class AppConfig:
 class EnvironmentConfig:
     name: str
     cmdb: str = "inventory"
+    # Which RPC service registry and layer-7 load balancer hold this environment's instances
+    # (README, Adapters). Each has its own Airflow Connection.
+    registry: str = "etcd"               # etcd | zookeeper
+    load_balancer: str = "nginx"         # nginx | haproxy
     # Batch plan: "N" (fixed batches of N) or cumulative steps "1, 10%, 50%, 100%" (canary first).
     batches: str = "1"
     max_unavailable: str | None = None   # count or % of hosts out of rotation at once
@@ -190,6 +201,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 TOP_LEVEL_KEYS = ("apps", "environments", "inventory")
 WINDOW_KEYS = ("timezone", "days", "hours", "freeze", "outside")
 CMDB_ADAPTERS = ("inventory", "http")
+REGISTRY_ADAPTERS = ("etcd", "zookeeper")
+LOAD_BALANCER_ADAPTERS = ("nginx", "haproxy")
 # What each required app key is for: a missing one is named with its purpose.
 REQUIRED_APP_KEYS = {
     "package": "the package's file name in the artifact repository, e.g. demo-{version}.tar.gz",
@@ -366,6 +379,9 @@ def _environment(name: str, raw: Any) -> EnvironmentConfig:
         raise ConfigError(f"{where}.on_threshold must be 'halt' or 'pause', not {e['on_threshold']!r}")
     if e.get("cmdb", "inventory") not in CMDB_ADAPTERS:
         raise ConfigError(f"{where}.cmdb must be one of {', '.join(CMDB_ADAPTERS)}, not {e['cmdb']!r}")
+    for key, known in (("registry", REGISTRY_ADAPTERS), ("load_balancer", LOAD_BALANCER_ADAPTERS)):
+        if key in e and e[key] not in known:
+            raise ConfigError(f"{where}.{key} must be one of {', '.join(known)}, not {e[key]!r}")
     if "lb_pool" in e:
         _template(e["lb_pool"], f"{where}.lb_pool", app="demo", env=name)
     if e.get("queue") is not None and not NAME_PATTERN.fullmatch(e["queue"]):

@@ -24,6 +24,7 @@ def _wait_for(predicate, what: str, timeout: float = 120):
 
 def test_the_reconciler_closes_a_dead_run_puts_its_host_back_and_alerts_drift(fleet, airflow):
     from gantry import adapters
+    from gantry.config import load_config
     from gantry.hooks.ledger import LedgerHook
 
     ledger = LedgerHook()
@@ -45,8 +46,9 @@ def test_the_reconciler_closes_a_dead_run_puts_its_host_back_and_alerts_drift(fl
     # ... and, as a step that died mid-way would, it left the third host out of rotation, silenced.
     hosts = fleet_state()["hosts"]
     first, third = hosts[0], hosts[2]
-    adapters.registry().disable("demo", "test", third["name"], reason="a run that died")
-    adapters.load_balancer().disable(fleet.pool_name("demo", "test"), third["address"], 9000)
+    test_env = load_config().environment("test")
+    adapters.registry(test_env).disable("demo", "test", third["name"], reason="a run that died")
+    adapters.load_balancer(test_env).disable(fleet.pool_name("demo", "test"), third["address"], 9000)
     adapters.silencer().silence("demo", "test", third["name"], minutes=60, comment="a run that died")
     before = fleet_state()
     assert before["lb"][f"{third['address']}:9000"] is False and before["silences"]

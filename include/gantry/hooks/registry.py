@@ -51,14 +51,18 @@ class EtcdRegistryHook(HttpHook):
                 for kv in out.get("kvs", [])}
 
     # ServiceRegistry
-    def disable(self, app: str, environment: str, host: str, reason: str) -> None:
+    # An etcd key is named by host: ``address`` and ``port`` are not needed.
+    def disable(self, app: str, environment: str, host: str, reason: str, *,
+                address: str | None = None, port: int | None = None) -> None:
         value = json.dumps({"by": "gantry", "reason": reason, "at": time.time()})
         self._call("/v3/kv/put", {"key": _b64(self._key(app, environment, "disabled", host)), "value": _b64(value)})
 
-    def enable(self, app: str, environment: str, host: str) -> None:
+    def enable(self, app: str, environment: str, host: str, *,
+               address: str | None = None, port: int | None = None) -> None:
         self._call("/v3/kv/deleterange", {"key": _b64(self._key(app, environment, "disabled", host))})
 
-    def is_enabled(self, app: str, environment: str, host: str) -> bool:
+    def is_enabled(self, app: str, environment: str, host: str, *,
+                   address: str | None = None, port: int | None = None) -> bool:
         return host not in self._range(self._key(app, environment, "disabled"))
 
     def instances(self, app: str, environment: str) -> dict[str, dict]:

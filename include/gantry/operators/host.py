@@ -94,6 +94,21 @@ class HostOperator(BaseOperator):
     def lb_pool(self) -> str:
         return load_config().environment(self.environment).pool(self.app)
 
+    def registry(self):
+        from gantry import adapters
+
+        return adapters.registry(load_config().environment(self.environment))
+
+    def load_balancer(self):
+        from gantry import adapters
+
+        return adapters.load_balancer(load_config().environment(self.environment))
+
+    @property
+    def instance(self) -> dict:
+        """The instance as the registry names it: host name, and its address and port."""
+        return {"address": self.host["address"], "port": self.app_config.port}
+
     def shell(self) -> HostShell:
         from gantry import adapters
 
@@ -309,9 +324,10 @@ class OfflineRestartOnlineOperator(HostOperator):
                     comment=f"gantry: releasing {app.name} {self.version} ({context['run_id']})")
                 self.log.info("silenced alerts for %s (silence %s)", name, silence)
             with step("offline: registry"):
-                adapters.registry().disable(app.name, self.environment, name, reason=f"release {self.version}")
+                self.registry().disable(app.name, self.environment, name, reason=f"release {self.version}",
+                                        **self.instance)
             with step("offline: load balancer"):
-                changed = adapters.load_balancer().disable(self.lb_pool, self.host["address"], app.port)
+                changed = self.load_balancer().disable(self.lb_pool, self.host["address"], app.port)
                 self.log.info("%s %s in %s", self.member, "marked down" if changed else "was already down", self.lb_pool)
             with step("offline: drain"):
                 out = self.remote(remote.drain_script(app, self.host["address"], app.timeouts.drain),
@@ -342,8 +358,8 @@ class OfflineRestartOnlineOperator(HostOperator):
                 # Flapping: out again before it fails more requests, then back to the previous release.
                 why = f"{self.version} stopped being healthy within {settle:g}s of going online"
                 with step("offline again"):
-                    adapters.registry().disable(app.name, self.environment, name, reason=why)
-                    adapters.load_balancer().disable(self.lb_pool, self.host["address"], app.port)
+                    self.registry().disable(app.name, self.environment, name, reason=why, **self.instance)
+                    self.load_balancer().disable(self.lb_pool, self.host["address"], app.port)
                 return self._restore(context, step, previous, why)
         with step("clean up old releases"):
             self._cleanup(previous)
@@ -420,8 +436,8 @@ class OfflineRestartOnlineOperator(HostOperator):
         app, name = self.app_config, self.host["name"]
         failures = []
         for what, put_back in (
-                ("registry", lambda: adapters.registry().enable(app.name, self.environment, name)),
-                ("load balancer", lambda: adapters.load_balancer().enable(self.lb_pool, self.host["address"], app.port)),
+                ("registry", lambda: self.registry().enable(app.name, self.environment, name, **self.instance)),
+                ("load balancer", lambda: self.load_balancer().enable(self.lb_pool, self.host["address"], app.port)),
                 ("monitoring", lambda: adapters.silencer().unsilence(app.name, self.environment, name))):
             try:
                 result = put_back()
