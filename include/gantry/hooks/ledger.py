@@ -50,8 +50,17 @@ SCHEMA = [
         marked_by text NOT NULL, environment text NOT NULL, run_id text NOT NULL,
         recorded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (app, version))""",
+    # Reading by app and environment, newest first: a cell's history page by page, and its latest
+    # success or attempt (the release board), without reading the rest of a long ledger.
+    """CREATE INDEX IF NOT EXISTS gantry_release_history
+        ON gantry_release (app, environment, started_at DESC, id DESC)""",
+    """CREATE INDEX IF NOT EXISTS gantry_release_ended
+        ON gantry_release (app, environment, ended_at DESC) WHERE status <> 'running'""",
+    """CREATE INDEX IF NOT EXISTS gantry_queue_waiting ON gantry_queue (environment, queued_at DESC)
+        WHERE status = 'approved'""",
 ]
-NEWEST_TABLE = "gantry_version"  # the schema is created (or completed) while this one is missing
+# The schema is created (or completed) while this relation, its newest, is missing.
+NEWEST_TABLE = "gantry_queue_waiting"
 
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
@@ -231,14 +240,9 @@ class LedgerHook(BaseHook):
             if attempt and (not c or attempt["run_id"] != c.run_id):
                 row["last_attempt"] = {k: (v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else v)
                                        for k, v in attempt.items() if k not in ("app", "environment")}
-            row["drift"] = [
-                {"host": h["host"], "version": h["version"], "healthy": h["healthy"], "in_rotation": h["in_rotation"],
-                 "observed_at": h["observed_at"].isoformat(timespec="seconds"), "observed_by": h["observed_by"]}
-                for h in seen.get(key, [])
-                # With no version in the ledger yet there is nothing to drift from (hosts installed
-                # before any release): only unhealthy or out-of-rotation hosts are shown then.
-                if (row["version"] and h["version"] != row["version"]) or h["healthy"] is False
-                or h["in_rotation"] is False]
+            # With no version in the ledger yet there is nothing to drift from (hosts installed
+            # before any release): only unhealthy or out-of-rotation hosts are shown then.
+            row["drift"] = self.drift(row["version"], seen.get(key, []))
             rows.append(row)
         return rows
 
@@ -251,11 +255,47 @@ class LedgerHook(BaseHook):
             "ORDER BY app, environment, ended_at DESC", app=app, env=environment)
         return [Current(r["app"], r["environment"], r["version"], r["ended_at"], r["kind"], r["run_id"]) for r in rows]
 
-    def history(self, app: str, environment: str, limit: int = 50) -> list[dict]:
-        """The environment's release attempts, newest first, each with its version's route."""
-        return self._rows("SELECT r.*, v.special, v.route FROM gantry_release r LEFT JOIN gantry_version v "
-                          "ON v.app=r.app AND v.version=r.version WHERE r.app=:a AND r.environment=:e "
-                          "ORDER BY r.started_at DESC LIMIT :n", a=app, e=environment, n=limit)
+    def history(self, app: str, environment: str, limit: int = 50, before: int | None = None) -> list[dict]:
+        """The environment's release attempts, newest first, each with its version's route.
+        ``before``: the ``id`` of the last row of the previous page; the page continues after it."""
+        return self._rows(
+            "SELECT r.*, v.special, v.route FROM gantry_release r LEFT JOIN gantry_version v "
+            "ON v.app=r.app AND v.version=r.version WHERE r.app=:a AND r.environment=:e "
+            "AND (CAST(:b AS bigint) IS NULL OR (r.started_at, r.id) < "
+            "(SELECT started_at, id FROM gantry_release WHERE id=CAST(:b AS bigint))) "
+            "ORDER BY r.started_at DESC, r.id DESC LIMIT :n", a=app, e=environment, n=limit, b=before)
+
+    def latest(self, cells: list[tuple[str, str]]) -> list[dict]:
+        """For each (app, environment): its current release (the latest that succeeded on every
+        host, as ``current``) and its last finished attempt other than the reconciler's (as in
+        ``where``), each looked up by index: one query however long the ledger. One row per cell
+        with ``current`` and ``attempt`` (None when there is none), and the version's route."""
+        if not cells:
+            return []
+        columns = ("id, kind, version, previous_version, status, message, run_id, dag_id, triggered_by, "
+                   "approved_by, started_at, ended_at")
+        return self._rows(
+            "SELECT k.app, k.environment, to_jsonb(c) AS current, to_jsonb(t) AS attempt, "
+            "v.special, v.route FROM unnest(CAST(:apps AS text[]), CAST(:envs AS text[])) WITH ORDINALITY "
+            "AS k(app, environment, n) "
+            f"LEFT JOIN LATERAL (SELECT {columns} FROM gantry_release r WHERE r.app=k.app "
+            "AND r.environment=k.environment AND r.status='succeeded' AND r.scope='full' "
+            "ORDER BY r.ended_at DESC LIMIT 1) c ON true "
+            f"LEFT JOIN LATERAL (SELECT {columns} FROM gantry_release r WHERE r.app=k.app "
+            "AND r.environment=k.environment AND r.status <> 'running' AND r.kind <> 'reconcile' "
+            "ORDER BY r.ended_at DESC NULLS LAST LIMIT 1) t ON true "
+            "LEFT JOIN gantry_version v ON v.app=k.app AND v.version = c.version ORDER BY k.n",
+            apps=[a for a, _ in cells], envs=[e for _, e in cells])
+
+    @staticmethod
+    def drift(version: str | None, hosts: list[dict]) -> list[dict]:
+        """The hosts seen on another version than ``version``, unhealthy or out of rotation (with
+        no version yet, there is nothing to drift from: only unhealthy or out-of-rotation ones)."""
+        return [
+            {"host": h["host"], "version": h["version"], "healthy": h["healthy"], "in_rotation": h["in_rotation"],
+             "observed_at": h["observed_at"].isoformat(timespec="seconds"), "observed_by": h["observed_by"]}
+            for h in hosts
+            if (version and h["version"] != version) or h["healthy"] is False or h["in_rotation"] is False]
 
     # -------------------------------------------------------------- versions' routes
     def route(self, app: str, version: str) -> dict | None:
@@ -319,4 +359,11 @@ class LedgerHook(BaseHook):
     def queue(self, environment: str, limit: int = 50) -> list[dict]:
         return self._rows("SELECT * FROM gantry_queue WHERE environment=:e ORDER BY queued_at DESC LIMIT :n",
                           e=environment, n=limit)
+
+    def waiting(self, environments: list[str] | None = None) -> list[dict]:
+        """Approved versions still waiting for their environment's window (every environment's,
+        or those listed), oldest first."""
+        return self._rows("SELECT * FROM gantry_queue WHERE status='approved' "
+                          "AND (CAST(:e AS text[]) IS NULL OR environment = ANY(CAST(:e AS text[]))) "
+                          "ORDER BY environment, queued_at", e=environments)
 
