@@ -8,6 +8,8 @@ by Airflow unless they ask for it.
                                                  and the hosts seen on anything else (drift)
     GET /gantry/ledger/history/{app}/{env}       every release attempt, newest first
     GET /gantry/ledger/queue/{env}               versions queued for the environment's window
+
+The release board's page and its data are routes of the same app (``gantry.board_api``).
 """
 from __future__ import annotations
 
@@ -61,4 +63,7 @@ def create_app() -> FastAPI:
         _known(environment=environment)
         return [_jsonable(r) for r in _ledger().queue(environment, limit)]
 
+    from gantry.board_api import add_routes
+
+    add_routes(app)
     return app
