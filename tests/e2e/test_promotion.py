@@ -146,27 +146,6 @@ def test_unhealthy_host_is_skipped_and_the_ledger_says_partial_not_verified(base
     assert tis[("promote_staging", -1)]["state"] == "upstream_failed"
 
 
-def test_release_that_never_becomes_healthy_is_rolled_back(baseline, airflow, fleet):
-    from fleetctl import STATE
-    import artifacts
-
-    artifacts.publish_demo(STATE / "artifacts", "2.0.0-broken", never_healthy=True)
-    with LoadGenerator(threads=2) as load:
-        run_id, state, tis = run(airflow, {"app": "demo", "version": "2.0.0-broken"})
-    assert state == "failed"
-    first = "test-demo-01"
-    assert host_states(tis, "offline_restart_online")[first] == "failed"
-    record = outcomes(airflow, run_id, tis)[first]
-    assert record["outcome"] == "rolled_back"
-    assert "did not become healthy" in record["reason"] and "rolled back to 1.0.0" in record["reason"]
-    # The first host serves its old release again, in rotation; the others were not touched.
-    after = fleet_state()
-    assert set(after["versions"].values()) == {BASELINE}
-    assert_all_in_rotation(after)
-    assert all(s != "success" for h, s in host_states(tis, "offline_restart_online").items() if h != first)
-    assert load.failures == []
-
-
 def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     started = time.time()
     run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "dry_run": True})

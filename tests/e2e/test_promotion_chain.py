@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from support import assert_all_in_rotation, fleet_state, wait_for_mail
+from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, wait_for_mail
 
 # On the CeleryExecutor (tests/conftest.py): each environment's tasks run on the workers of its
 # zone, `prod-zone` for beta and prod, `default` for the others.
@@ -117,6 +117,20 @@ def test_auto_promotion_runs_the_chain_and_never_undoes_a_rollback(chain, airflo
     assert (staging_rows[0]["special"], staging_rows[0]["route"]) == (False, ["dev", "test", "staging", "prod"])
 
     # A deliberate rollback in staging is not undone by the next auto-promotion from test.
+    # Staging runs on ZooKeeper (Dubbo-style) and HAProxy: its rollback and its release by hand
+    # below serve traffic through HAProxy all along.
+    with LoadGenerator(env="staging") as load, RotationSampler(env="staging") as rotation:
+        _staging_rollback_is_not_undone_then_released_by_hand(airflow, ledger, v)
+    assert load.failures == [], f"{len(load.failures)} of {load.total} requests through HAProxy failed: {load.failures[:5]}"
+    assert load.ok > 100 and set(load.versions) == {BASELINE, v}
+    # One host at a time (batches "1"), in the load balancer and the registry alike - and the
+    # sampler saw each host go.
+    assert (rotation.max_lb_down, rotation.max_registry_disabled) == (1, 1), vars(rotation)
+    assert_all_in_rotation(fleet_state(env="staging"))
+    assert set(fleet_state(env="staging")["registry_instances"].values()) == {v}
+
+
+def _staging_rollback_is_not_undone_then_released_by_hand(airflow, ledger, v):
     rb = airflow.trigger("gantry_rollback_staging", {"app": "demo", "version": BASELINE})
     assert airflow.wait_run("gantry_rollback_staging", rb.json()["dag_run_id"]) == "success"
     assert versions("staging") == {BASELINE}

@@ -48,15 +48,28 @@ run = run_dag
 outcomes = host_outcomes
 
 
-def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_everything(perf, airflow):
+def test_batched_rollout_respects_max_unavailable_and_the_failure_threshold_then_rollback_returns_everything(
+        perf, airflow, fleet):
+    """One 20-host rollout for the batch plan, max-unavailable under load, a failure below the
+    threshold (perf-demo-03 never becomes healthy: rolled back, the rollout goes on), the schema
+    going up first - and the rollback DAG returning every host and the schema."""
+    import artifacts
+
+    version = "1.1.1-flaky03"  # ships migrations 0001 and 0002, as 1.1.0 does
+    artifacts.publish_demo(fleet.STATE / "artifacts", version, never_healthy_on=("perf-demo-03",))
     with LoadGenerator(env=ENV, threads=3) as load, RotationSampler(env=ENV) as sampler:
-        run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.0"})
-    assert state == "success"
-    after = fleet_state(env=ENV)
-    assert set(after["versions"].values()) == {"1.1.0"}
-    assert_all_in_rotation(after)
-    # Plan "1, 25%, 50%, 100%" of 20 hosts: batches of 1, 4, 5, 10; max_unavailable 50% = 10.
+        run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": version, "failure_threshold": "2"})
+    assert state == "failed", "a host failed, so the run reports failure"
     records = outcomes(airflow, PROMOTE, run_id, tis)
+    assert records["perf-demo-03"]["outcome"] == "rolled_back"
+    assert sorted(h for h, o in records.items() if o["outcome"] == "released") == sorted(
+        f"perf-demo-{i:02d}" for i in range(1, 21) if i != 3)
+    after = fleet_state(env=ENV)
+    assert after["versions"].pop("perf-demo-03") == BASELINE, "the failed host serves its old release"
+    assert set(after["versions"].values()) == {version}
+    assert_all_in_rotation(after)
+    assert "below the threshold" in airflow.log(PROMOTE, run_id, "host.offline_restart_online", 5)
+    # Plan "1, 25%, 50%, 100%" of 20 hosts: batches of 1, 4, 5, 10; max_unavailable 50% = 10.
     batches = sorted(o["batch"] for o in records.values())
     assert [batches.count(b) for b in range(4)] == [1, 4, 5, 10]
     assert sampler.samples > 100
@@ -69,13 +82,14 @@ def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_ever
     staged = [dt.datetime.fromisoformat(ti["end_date"]).timestamp()
               for ti in per_host(tis, "precheck_and_stage").values()]
     assert max(staged) < min(left_rotation_at(o) for o in records.values() if o["batch"] == 1)
-    # The schema went up first: 1.1.0 ships migrations 0001 and 0002.
+    # The schema went up first.
     revision, columns, _ = schema()
     assert revision == "0002" and "language" in columns
     migrate = tis[("migrate_database", -1)]
     assert migrate["end_date"] < min(ti["start_date"] for ti in per_host(tis, "precheck_and_stage").values())
 
-    # Roll back without naming a version: the hosts' previous release, 1.0.0, and its schema.
+    # Roll back without naming a version: the hosts' previous release, 1.0.0, and its schema
+    # (perf-demo-03 never left it and says so; the others outvote it).
     run_id, state, tis = run(airflow, ROLLBACK, {"app": "demo", "batches": "50%"})
     assert state == "success", "rollback failed"
     assert airflow.xcom(ROLLBACK, run_id, "resolve_target") == BASELINE
@@ -89,37 +103,23 @@ def test_batched_rollout_respects_max_unavailable_then_rollback_dag_returns_ever
     assert down["start_date"] > max(ti["end_date"] for ti in per_host(tis, "offline_restart_online").values())
 
 
-def test_canary_failure_halts_before_the_second_batch(perf, airflow, fleet):
+def test_a_canary_that_never_becomes_healthy_is_rolled_back_and_halts_the_rollout(perf, airflow, fleet):
     import artifacts
 
     artifacts.publish_demo(fleet.STATE / "artifacts", "2.0.0-broken", never_healthy=True)
-    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "2.0.0-broken"})
+    with LoadGenerator(env=ENV, threads=2) as load:
+        run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "2.0.0-broken"})
     assert state == "failed"
     record = outcomes(airflow, PROMOTE, run_id, tis)["perf-demo-01"]
     assert record["outcome"] == "rolled_back"
+    assert "did not become healthy" in record["reason"] and "rolled back to 1.0.0" in record["reason"]
+    assert per_host(tis, "offline_restart_online")["perf-demo-01"]["state"] == "failed"
+    assert load.failures == [] and load.ok > 0
     left = [h for h, o in outcomes(airflow, PROMOTE, run_id, tis).items() if left_rotation_at(o)]
     assert left == ["perf-demo-01"], "no host beyond the canary may leave rotation"
     after = fleet_state(env=ENV)
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
-
-
-def test_failures_below_the_threshold_continue_and_failed_hosts_roll_back(perf, airflow, fleet):
-    import artifacts
-
-    artifacts.publish_demo(fleet.STATE / "artifacts", "1.1.1-flaky03", never_healthy_on=("perf-demo-03",))
-    run_id, state, tis = run(airflow, PROMOTE, {"app": "demo", "version": "1.1.1-flaky03",
-                                                "failure_threshold": "2"})
-    assert state == "failed", "a host failed, so the run reports failure"
-    results = outcomes(airflow, PROMOTE, run_id, tis)
-    assert results["perf-demo-03"]["outcome"] == "rolled_back"
-    assert sorted(h for h, o in results.items() if o["outcome"] == "released") == sorted(
-        f"perf-demo-{i:02d}" for i in range(1, 21) if i != 3)
-    after = fleet_state(env=ENV)
-    assert after["versions"].pop("perf-demo-03") == BASELINE, "the failed host serves its old release"
-    assert set(after["versions"].values()) == {"1.1.1-flaky03"}
-    assert_all_in_rotation(after)
-    assert "below the threshold" in airflow.log(PROMOTE, run_id, "host.offline_restart_online", 5)
 
 
 def test_a_plan_beyond_max_unavailable_is_refused_before_anything_starts(perf, airflow):
