@@ -202,7 +202,7 @@ def progress(tasks: list[dict], plan: list[dict] | None) -> dict:
         else:
             h["status"] = "waiting"
         counts[h["status"]] += 1
-        if h["release"] in ("running", "up_for_retry", "success") or h["release"] in FAILED:
+        if h["release"] in ("running", "up_for_retry", "success", "failed"):  # upstream_failed: never ran
             started_batches.append(batch_of.get(i, 0))
     batch = (max(started_batches) + 1) if started_batches else 0
     return {"batch": batch, "batches": batches, "hosts": len(hosts) or len(plan or []), **counts,
