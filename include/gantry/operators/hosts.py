@@ -20,15 +20,25 @@ XCOM_CMDB_HOSTS = "cmdb_hosts"
 def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artifact: dict) -> list[str]:
     """Every step a host goes through, with the concrete values, for logs and dry runs."""
     member = f"{host['address']}:{app.port}"
-    pool = load_config().environment(environment).pool(app.name)
+    env = load_config().environment(environment)
+    pool = env.pool(app.name)
     t = app.timeouts
+    registry = {
+        "etcd": f"registry (etcd): disable {app.name}/{environment}/{host['name']}",
+        "zookeeper": f"registry (ZooKeeper): override disabled=true for {member} in /dubbo/{app.service_name} "
+                     f"(group {environment}), until consumers see it gone",
+    }[env.registry]
+    load_balancer = {
+        "nginx": f"load balancer: mark {member} down in upstream {pool}",
+        "haproxy": f"load balancer (HAProxy): drain {member} in backend {pool} until its sessions end, then maint",
+    }[env.load_balancer]
     return [
         f"health pre-check: process ({app.pid_file}) and GET http://{member}{app.health_path}; "
         "an unhealthy host is recorded and skipped",
         f"stage: download {artifact['url']} into {app.install_root}/releases/{version}, verify sha256 {artifact['sha256']}",
         f"silence alerts app={app.name} env={environment} host={host['name']} (ends by itself after {app.silence_minutes} min)",
-        f"registry: disable {app.name}/{environment}/{host['name']}",
-        f"load balancer: mark {member} down in upstream {pool}",
+        registry,
+        load_balancer,
         f"drain: wait up to {t.drain:g}s for in-flight connections to {member} to finish",
         f"quiet period: {t.quiet_period:g}s",
         f"restart: `{app.stop_command}` in current release, current -> releases/{version}, `{app.start_command}`",

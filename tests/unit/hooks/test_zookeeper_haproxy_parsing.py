@@ -76,3 +76,22 @@ def test_each_environment_picks_its_registry_and_load_balancer(tmp_path):
         _config(tmp_path, load_balancer="f5")
     with pytest.raises(ConfigError, match="environments.test.registry must be one of etcd, zookeeper, not 'nacos'"):
         _config(tmp_path, registry="nacos")
+
+
+def test_the_dry_run_plan_names_each_environments_registry_and_load_balancer(monkeypatch):
+    from pathlib import Path
+
+    from gantry.config import load_config
+    from gantry.operators.hosts import plan_steps
+
+    monkeypatch.setenv("GANTRY_CONFIG", str(Path(__file__).resolve().parents[3] / "config" / "gantry.yaml"))
+    app = load_config().app("demo")
+    artifact = {"url": "http://artifacts/demo-1.1.0.tar.gz", "sha256": "ab" * 32}
+    host = {"name": "h1", "address": "10.0.0.5"}
+    staging = "\n".join(plan_steps(app, "staging", "1.1.0", host, artifact))
+    assert ("registry (ZooKeeper): override disabled=true for 10.0.0.5:9000 in /dubbo/com.example.demo.DemoService "
+            "(group staging)") in staging
+    assert "load balancer (HAProxy): drain 10.0.0.5:9000 in backend demo-staging until its sessions end" in staging
+    test = "\n".join(plan_steps(app, "test", "1.1.0", host, artifact))
+    assert "registry (etcd): disable demo/test/h1" in test
+    assert "load balancer: mark 10.0.0.5:9000 down in upstream demo-test" in test
