@@ -119,6 +119,11 @@ def test_while_it_runs_the_board_shows_the_batch_the_hosts_and_the_waiting_appro
     assert "any user with access" in approval.inner_text(), "dev names no approvers"
     assert frame.locator("tr.queue[data-env=prod] td.window").inner_text().endswith(
         "(mon,tue,wed,thu 10:00-16:00 Europe/Berlin, 2 freeze(s))")
+    # The cell's history, newest first: this run, still running.
+    cell.locator("button.hist").click()
+    first = frame.locator("#history-rows tr.hist-row").first
+    first.wait_for()
+    assert version in first.inner_text() and first.locator("td.status").inner_text().startswith("running")
     shots(page, "1-during-the-promotion")
 
 
