@@ -54,13 +54,13 @@ SCHEMA = [
     # success or attempt (the release board), without reading the rest of a long ledger.
     """CREATE INDEX IF NOT EXISTS gantry_release_history
         ON gantry_release (app, environment, started_at DESC, id DESC)""",
-    """CREATE INDEX IF NOT EXISTS gantry_release_ended
-        ON gantry_release (app, environment, ended_at DESC) WHERE status <> 'running'""",
     """CREATE INDEX IF NOT EXISTS gantry_queue_waiting ON gantry_queue (environment, queued_at DESC)
         WHERE status = 'approved'""",
+    """CREATE INDEX IF NOT EXISTS gantry_release_finished
+        ON gantry_release (app, environment, ended_at DESC NULLS LAST) WHERE status <> 'running'""",
 ]
 # The schema is created (or completed) while this relation, its newest, is missing.
-NEWEST_TABLE = "gantry_queue_waiting"
+NEWEST_TABLE = "gantry_release_finished"
 
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
@@ -280,7 +280,7 @@ class LedgerHook(BaseHook):
             "AS k(app, environment, n) "
             f"LEFT JOIN LATERAL (SELECT {columns} FROM gantry_release r WHERE r.app=k.app "
             "AND r.environment=k.environment AND r.status='succeeded' AND r.scope='full' "
-            "ORDER BY r.ended_at DESC LIMIT 1) c ON true "
+            "ORDER BY r.ended_at DESC NULLS LAST LIMIT 1) c ON true "
             f"LEFT JOIN LATERAL (SELECT {columns} FROM gantry_release r WHERE r.app=k.app "
             "AND r.environment=k.environment AND r.status <> 'running' AND r.kind <> 'reconcile' "
             "ORDER BY r.ended_at DESC NULLS LAST LIMIT 1) t ON true "
