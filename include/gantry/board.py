@@ -330,6 +330,11 @@ def _a(href: str, text: str, cls: str = "") -> str:
     return f'<a data-ui href="{_e(href)}"{f" class={cls!r}" if cls else ""}>{text}</a>'
 
 
+def _list_table(columns: list[str], rows: list[str]) -> str:
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    return f'<table class="list"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 def render_matrix(board: dict, base: str) -> str:
     m = board["matrix"]
     head = "".join(f"<th>{_e(env)}</th>" for env in m["environments"])
@@ -390,8 +395,7 @@ def render_in_flight(board: dict) -> str:
             f' <span class=muted>of {f["hosts"]}</span><div class="hosts">{hosts}</div></td>'
             f'<td>{_e(f["triggered_by"])}<br><span class=muted>{_when(f["started_at"])}</span></td>'
             f'<td>{_a(f["link"], "run &#8599;", "run-link")}</td></tr>')
-    return ('<table class="list"><thead><tr><th>app</th><th>environment</th><th>release</th><th>progress</th>'
-            '<th>hosts</th><th>started</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    return _list_table(["app", "environment", "release", "progress", "hosts", "started", ""], rows)
 
 
 def render_approvals(board: dict) -> str:
@@ -406,8 +410,7 @@ def render_approvals(board: dict) -> str:
             f'<td>{_e(a["subject"])}{host}</td>'
             f'<td>{who}</td><td class=muted>{_when(a["asked_at"])}</td>'
             f'<td>{_a(a["link"], "answer &#8599;", "approval-link")} {_a(a["run_link"], "run", "muted")}</td></tr>')
-    return ('<table class="list"><thead><tr><th>environment</th><th>asks</th><th>who may answer</th>'
-            '<th>asked</th><th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    return _list_table(["environment", "asks", "who may answer", "asked", ""], rows)
 
 
 def render_queue(board: dict) -> str:
@@ -424,8 +427,7 @@ def render_queue(board: dict) -> str:
                              for v in q["versions"]) or '<span class="muted">nothing queued</span>'
         rows.append(f'<tr class="queue" data-env="{_e(q["environment"])}"><td>{_e(q["environment"])}</td>'
                     f'<td>{versions}</td><td class="window">{opening}</td></tr>')
-    return ('<table class="list"><thead><tr><th>environment</th><th>queued versions</th><th>window</th></tr>'
-            '</thead><tbody>' + "".join(rows) + "</tbody></table>")
+    return _list_table(["environment", "queued versions", "window"], rows)
 
 
 def render(board: dict, base: str = "") -> str:
