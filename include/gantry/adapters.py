@@ -13,7 +13,10 @@ def cmdb(config: GantryConfig, env: EnvironmentConfig) -> Cmdb:
     if env.cmdb == "http":
         from gantry.hooks.cmdb import HttpCmdbHook
         return HttpCmdbHook()
-    raise ValueError(f"environment {env.name}: unknown cmdb adapter {env.cmdb!r} (inventory | http)")
+    if env.cmdb == "netbox":
+        from gantry.hooks.cmdb import NetBoxCmdbHook
+        return NetBoxCmdbHook()
+    raise ValueError(f"environment {env.name}: unknown cmdb adapter {env.cmdb!r} (inventory | http | netbox)")
 
 
 def registry(env: EnvironmentConfig) -> ServiceRegistry:

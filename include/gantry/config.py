@@ -84,7 +84,7 @@ class AppConfig:
 @dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
-    cmdb: str = "inventory"
+    cmdb: str = "inventory"                # inventory | http | netbox
     # Which RPC service registry and layer-7 load balancer hold this environment's instances
     # (README, Adapters). Each has its own Airflow Connection.
     registry: str = "etcd"               # etcd | zookeeper
@@ -200,7 +200,7 @@ class GantryConfig:
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 TOP_LEVEL_KEYS = ("apps", "environments", "inventory")
 WINDOW_KEYS = ("timezone", "days", "hours", "freeze", "outside")
-CMDB_ADAPTERS = ("inventory", "http")
+CMDB_ADAPTERS = ("inventory", "http", "netbox")
 REGISTRY_ADAPTERS = ("etcd", "zookeeper")
 LOAD_BALANCER_ADAPTERS = ("nginx", "haproxy")
 # What each required app key is for: a missing one is named with its purpose.
