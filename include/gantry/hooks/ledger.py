@@ -6,6 +6,7 @@ unique index makes "one release per app and environment at a time" a database gu
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,12 @@ class Current:
     def as_dict(self) -> dict[str, str]:
         return {"app": self.app, "environment": self.environment, "version": self.version,
                 "since": self.since.isoformat(timespec="seconds"), "by": self.kind, "run_id": self.run_id}
+
+
+def _seconds(timestamp: str | None) -> str | None:
+    """A timestamp as ``latest`` returns it (JSON, ISO 8601) in the seconds-precision ISO form the
+    ledger's views print."""
+    return dt.datetime.fromisoformat(timestamp).isoformat(timespec="seconds") if timestamp else None
 
 
 class LedgerHook(BaseHook):
@@ -219,27 +226,34 @@ class LedgerHook(BaseHook):
         """What runs where: per app and environment the ledger's version (the last release that
         succeeded on every host), the last attempt when it did not, and every host seen on
         another version, unhealthy or out of rotation (drift)."""
-        believed = {(c.app, c.environment): c for c in self.current(app)}
-        last = {(r["app"], r["environment"]): r for r in self._rows(
-            "SELECT DISTINCT ON (app, environment) app, environment, kind, version, status, message, run_id, "
-            "ended_at FROM gantry_release WHERE status <> 'running' AND kind <> 'reconcile' "
-            "AND (:a IS NULL OR app=:a) ORDER BY app, environment, ended_at DESC NULLS LAST", a=app)}
-        routes = {(r["app"], r["version"]): r for r in self._rows(
-            "SELECT app, version, special, route FROM gantry_version WHERE (:a IS NULL OR app=:a) AND version IN "
-            "(SELECT version FROM gantry_release WHERE status='succeeded' AND (:a IS NULL OR app=:a))", a=app)}
+        # Every cell the ledger knows, found by skipping through the history index from one
+        # (app, environment) to the next, plus the cells only observations name; then each
+        # cell's current release and last attempt by index (``latest``): no full scan of a
+        # long ledger.
+        cells = [(r["app"], r["environment"]) for r in self._rows(
+            "WITH RECURSIVE cell AS ("
+            " (SELECT app, environment FROM gantry_release WHERE (:a IS NULL OR app=:a)"
+            "  ORDER BY app, environment LIMIT 1)"
+            " UNION ALL SELECT n.app, n.environment FROM cell, LATERAL ("
+            "  SELECT app, environment FROM gantry_release r WHERE (r.app, r.environment) > (cell.app, cell.environment)"
+            "  AND (:a IS NULL OR r.app=:a) ORDER BY app, environment LIMIT 1) n)"
+            " SELECT app, environment FROM cell UNION SELECT app, environment FROM gantry_host"
+            " WHERE (:a IS NULL OR app=:a)", a=app)]
         seen: dict[tuple[str, str], list[dict]] = {}
         for h in self.hosts(app):
             seen.setdefault((h["app"], h["environment"]), []).append(h)
         rows = []
-        for key in sorted(set(believed) | set(last) | set(seen)):
-            c, attempt = believed.get(key), last.get(key)
-            row = c.as_dict() if c else {"app": key[0], "environment": key[1], "version": None, "since": None,
-                                         "by": None, "run_id": None}
-            recorded = routes.get((key[0], row["version"]))
-            row["special"], row["route"] = (recorded["special"], recorded["route"]) if recorded else (None, None)
-            if attempt and (not c or attempt["run_id"] != c.run_id):
-                row["last_attempt"] = {k: (v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else v)
-                                       for k, v in attempt.items() if k not in ("app", "environment")}
+        for cell in self.latest(sorted(cells)):
+            key, c, attempt = (cell["app"], cell["environment"]), cell["current"], cell["attempt"]
+            if not (c or attempt or key in seen):
+                continue  # only a release still running, or the reconciler's records: nothing to show yet
+            row = {"app": key[0], "environment": key[1], "version": None, "since": None, "by": None, "run_id": None}
+            if c:
+                row.update(version=c["version"], since=_seconds(c["ended_at"]), by=c["kind"], run_id=c["run_id"])
+            row["special"], row["route"] = (cell["special"], cell["route"]) if c and cell["route"] else (None, None)
+            if attempt and (not c or attempt["run_id"] != c["run_id"]):
+                row["last_attempt"] = {k: _seconds(attempt[k]) if k == "ended_at" else attempt[k]
+                                       for k in ("kind", "version", "status", "message", "run_id", "ended_at")}
             # With no version in the ledger yet there is nothing to drift from (hosts installed
             # before any release): only unhealthy or out-of-rotation hosts are shown then.
             row["drift"] = self.drift(row["version"], seen.get(key, []))
