@@ -207,10 +207,15 @@ def app_config(app: str) -> dict:
     return yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())["apps"][app]
 
 
-def env_adapters(env: str) -> tuple[str, str]:
-    """(registry, load balancer) of an environment, as config/gantry.yaml picks them."""
+def env_adapters(env: str, app: str) -> tuple[str, str]:
+    """(registry, load balancer) of an app in an environment, as config/gantry.yaml picks them
+    (one name, or per app with a default: gantry.config.adapter_of)."""
     cfg = yaml.safe_load((REPO / "config" / "gantry.yaml").read_text())["environments"].get(env) or {}
-    return cfg.get("registry", "etcd"), cfg.get("load_balancer", "nginx")
+
+    def pick(choice, fallback):
+        return choice if isinstance(choice, str) else choice.get(app, choice.get("default", fallback))
+
+    return pick(cfg.get("registry", "etcd"), "etcd"), pick(cfg.get("load_balancer", "nginx"), "nginx")
 
 
 def rpc_service(app: str) -> str:
@@ -288,7 +293,7 @@ def prepare_host(h: dict, pubkey: str) -> list[str]:
     shared = d / "srv" / cfg["install_root"].removeprefix("/srv/") / "shared"
     (shared).mkdir(parents=True, exist_ok=True)
     (d / "srv" / cfg["install_root"].removeprefix("/srv/") / "releases").mkdir(exist_ok=True)
-    registry = env_adapters(h["env"])[0]
+    registry = env_adapters(h["env"], h["app"])[0]
     where = (f"ZOOKEEPER_HOSTS=127.0.0.1:{ZOOKEEPER_PORT}\nRPC_SERVICE={rpc_service(h['app'])}\n"
              if registry == "zookeeper" else f"ETCD_URL=http://127.0.0.1:{ETCD_PORT}\n")
     (shared / "app.env").write_text(
@@ -370,7 +375,7 @@ def write_nginx_conf(hosts: list[dict]) -> None:
         (n / sub).mkdir(parents=True, exist_ok=True)
     servers = []
     for env, app in sorted({(h["env"], h["app"]) for h in hosts}):
-        if env_adapters(env)[1] != "nginx":
+        if env_adapters(env, app)[1] != "nginx":
             continue
         pool = pool_name(app, env)
         ups = upstream_file(pool)
@@ -423,7 +428,7 @@ http {{
 def haproxy_pools(hosts: list[dict]) -> dict[str, list[dict]]:
     pools: dict[str, list[dict]] = {}
     for h in hosts:
-        if env_adapters(h["env"])[1] == "haproxy":
+        if env_adapters(h["env"], h["app"])[1] == "haproxy":
             pools.setdefault(pool_name(h["app"], h["env"]), []).append(h)
     return pools
 
@@ -908,7 +913,7 @@ def reset(version: str, env_name: str = "test", app: str = "demo") -> None:
     """Put the fleet back to a known state between tests: the version running everywhere,
     every host in the pool and the registry, no silences."""
     hosts = [h for h in inventory_hosts() if h["env"] == env_name and h["app"] == app]
-    registry, balancer = env_adapters(env_name)
+    registry, balancer = env_adapters(env_name, app)
     if balancer == "haproxy":
         for h in hosts:
             haproxy_command(f"set server {pool_name(app, env_name)}/{h['name']} state ready")

@@ -16,19 +16,19 @@ def lb_members(app: str = "demo", env: str = "test") -> dict[str, bool]:
     """The environment's load-balancer pool, {"addr:port": in rotation}: nginx's upstream file
     as the fleet wrote it, or HAProxy's runtime state."""
     pool = fleetctl.pool_name(app, env)
-    if fleetctl.env_adapters(env)[1] == "haproxy":
+    if fleetctl.env_adapters(env, app)[1] == "haproxy":
         from gantry.hooks.haproxy import HAProxyRuntimeHook
 
         return HAProxyRuntimeHook().members(pool)
     return parse_upstream(fleetctl.upstream_file(pool).read_text())
 
 
-def registry(env: str = "test"):
-    """The environment's registry hook (etcd or ZooKeeper)."""
+def registry(env: str = "test", app: str = "demo"):
+    """The app's registry hook in the environment (etcd or ZooKeeper)."""
     from gantry import adapters
     from gantry.config import load_config
 
-    return adapters.registry(load_config().environment(env))
+    return adapters.registry(load_config().environment(env), app)
 
 
 class LoadGenerator:
@@ -85,7 +85,7 @@ class RotationSampler:
 
     def __init__(self, app: str = "demo", env: str = "test", interval: float = 0.1) -> None:
         self.app, self.env, self.interval = app, env, interval
-        self.registry = registry(env)
+        self.registry = registry(env, app)
         self.max_lb_down = 0
         self.max_registry_disabled = 0
         self.samples = 0
@@ -126,7 +126,7 @@ def fleet_state(app: str = "demo", env: str = "test") -> dict:
     from gantry.hooks.monitoring import AlertmanagerHook
 
     hosts = [h for h in fleetctl.inventory_hosts() if h["env"] == env and h["app"] == app]
-    reg = registry(env)
+    reg = registry(env, app)
     return {
         "versions": {h["name"]: served_version(h["address"]) for h in hosts},
         "lb": lb_members(app, env),

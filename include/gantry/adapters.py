@@ -19,28 +19,30 @@ def cmdb(config: GantryConfig, env: EnvironmentConfig) -> Cmdb:
     raise ValueError(f"environment {env.name}: unknown cmdb adapter {env.cmdb!r} (inventory | http | netbox)")
 
 
-def registry(env: EnvironmentConfig) -> ServiceRegistry:
-    """The environment's ``registry``: etcd (Connection gantry_registry) or ZooKeeper in
-    Dubbo's layout (gantry_zookeeper)."""
-    if env.registry == "etcd":
+def registry(env: EnvironmentConfig, app: str) -> ServiceRegistry:
+    """The app's registry in the environment (``registry``): etcd (Connection gantry_registry)
+    or ZooKeeper in Dubbo's layout (gantry_zookeeper)."""
+    kind = env.registry_of(app)
+    if kind == "etcd":
         from gantry.hooks.registry import EtcdRegistryHook
         return EtcdRegistryHook()
-    if env.registry == "zookeeper":
+    if kind == "zookeeper":
         from gantry.hooks.zookeeper import ZooKeeperRegistryHook
         return ZooKeeperRegistryHook()
-    raise ValueError(f"environment {env.name}: unknown registry adapter {env.registry!r} (etcd | zookeeper)")
+    raise ValueError(f"environment {env.name}: unknown registry adapter {kind!r} for {app} (etcd | zookeeper)")
 
 
-def load_balancer(env: EnvironmentConfig) -> LoadBalancer:
-    """The environment's ``load_balancer``: nginx over SSH (Connection gantry_lb) or HAProxy's
-    runtime API (gantry_haproxy)."""
-    if env.load_balancer == "nginx":
+def load_balancer(env: EnvironmentConfig, app: str) -> LoadBalancer:
+    """The app's load balancer in the environment (``load_balancer``): nginx over SSH
+    (Connection gantry_lb) or HAProxy's runtime API (gantry_haproxy)."""
+    kind = env.load_balancer_of(app)
+    if kind == "nginx":
         from gantry.hooks.loadbalancer import NginxUpstreamHook
         return NginxUpstreamHook()
-    if env.load_balancer == "haproxy":
+    if kind == "haproxy":
         from gantry.hooks.haproxy import HAProxyRuntimeHook
         return HAProxyRuntimeHook()
-    raise ValueError(f"environment {env.name}: unknown load balancer adapter {env.load_balancer!r} (nginx | haproxy)")
+    raise ValueError(f"environment {env.name}: unknown load balancer adapter {kind!r} for {app} (nginx | haproxy)")
 
 
 def silencer() -> Silencer:

@@ -86,9 +86,10 @@ class EnvironmentConfig:
     name: str
     cmdb: str = "inventory"                # inventory | http | netbox
     # Which RPC service registry and layer-7 load balancer hold this environment's instances
-    # (README, Adapters). Each has its own Airflow Connection.
-    registry: str = "etcd"               # etcd | zookeeper
-    load_balancer: str = "nginx"         # nginx | haproxy
+    # (README, Adapters): one name for every app, or per app {<app>: name, default: name}. Each
+    # adapter has its own Airflow Connection.
+    registry: str | dict = "etcd"        # etcd | zookeeper
+    load_balancer: str | dict = "nginx"  # nginx | haproxy
     # Batch plan: "N" (fixed batches of N) or cumulative steps "1, 10%, 50%, 100%" (canary first).
     batches: str = "1"
     max_unavailable: str | None = None   # count or % of hosts out of rotation at once
@@ -124,6 +125,20 @@ class EnvironmentConfig:
 
     def pool(self, app: str) -> str:
         return self.lb_pool.format(app=app, env=self.name)
+
+    def registry_of(self, app: str) -> str:
+        return adapter_of(self.registry, app, "etcd")
+
+    def load_balancer_of(self, app: str) -> str:
+        return adapter_of(self.load_balancer, app, "nginx")
+
+
+def adapter_of(choice: str | dict, app: str, fallback: str) -> str:
+    """An environment's ``registry`` or ``load_balancer`` for one app: the name, or the app's
+    entry of a per-app mapping, else its ``default``, else ``fallback``."""
+    if isinstance(choice, str):
+        return choice
+    return choice.get(app, choice.get("default", fallback))
 
 
 @dataclass(frozen=True)
@@ -380,8 +395,11 @@ def _environment(name: str, raw: Any) -> EnvironmentConfig:
     if e.get("cmdb", "inventory") not in CMDB_ADAPTERS:
         raise ConfigError(f"{where}.cmdb must be one of {', '.join(CMDB_ADAPTERS)}, not {e['cmdb']!r}")
     for key, known in (("registry", REGISTRY_ADAPTERS), ("load_balancer", LOAD_BALANCER_ADAPTERS)):
-        if key in e and e[key] not in known:
-            raise ConfigError(f"{where}.{key} must be one of {', '.join(known)}, not {e[key]!r}")
+        choices = e[key] if isinstance(e.get(key), dict) else {"": e[key]} if key in e else {}
+        for app, choice in choices.items():
+            if choice not in known:
+                at = f"{where}.{key}.{app}" if app else f"{where}.{key}"
+                raise ConfigError(f"{at} must be one of {', '.join(known)}, not {choice!r}")
     if "lb_pool" in e:
         _template(e["lb_pool"], f"{where}.lb_pool", app="demo", env=name)
     if e.get("queue") is not None and not NAME_PATTERN.fullmatch(e["queue"]):
@@ -456,6 +474,12 @@ def parse_config(raw: Any, base_dir: Path) -> GantryConfig:
         raise ConfigError("configuration needs at least one app (apps:) and one environment (environments:)")
     _check_chain(envs)
     _check_upstream_order(envs)
+    for env in envs.values():
+        for key in ("registry", "load_balancer"):
+            unknown = sorted(set(getattr(env, key)) - set(apps) - {"default"}) if isinstance(getattr(env, key), dict) else []
+            if unknown:
+                raise ConfigError(f"environments.{env.name}.{key}: {unknown[0]!r} is not a configured app "
+                                  f"(keys are app names or 'default'; apps: {sorted(apps)})")
     if not isinstance(raw.get("inventory", ""), str):
         raise ConfigError(f"inventory: {raw['inventory']!r} is not a file name")
     # GANTRY_INVENTORY: an inventory file kept elsewhere (the local fleet writes its own).

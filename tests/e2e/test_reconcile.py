@@ -47,8 +47,8 @@ def test_the_reconciler_closes_a_dead_run_puts_its_host_back_and_alerts_drift(fl
     hosts = fleet_state()["hosts"]
     first, third = hosts[0], hosts[2]
     test_env = load_config().environment("test")
-    adapters.registry(test_env).disable("demo", "test", third["name"], reason="a run that died")
-    adapters.load_balancer(test_env).disable(fleet.pool_name("demo", "test"), third["address"], 9000)
+    adapters.registry(test_env, "demo").disable("demo", "test", third["name"], reason="a run that died")
+    adapters.load_balancer(test_env, "demo").disable(fleet.pool_name("demo", "test"), third["address"], 9000)
     adapters.silencer().silence("demo", "test", third["name"], minutes=60, comment="a run that died")
     before = fleet_state()
     assert before["lb"][f"{third['address']}:9000"] is False and before["silences"]

@@ -97,12 +97,12 @@ class HostOperator(BaseOperator):
     def registry(self):
         from gantry import adapters
 
-        return adapters.registry(load_config().environment(self.environment))
+        return adapters.registry(load_config().environment(self.environment), self.app)
 
     def load_balancer(self):
         from gantry import adapters
 
-        return adapters.load_balancer(load_config().environment(self.environment))
+        return adapters.load_balancer(load_config().environment(self.environment), self.app)
 
     @property
     def instance(self) -> dict:

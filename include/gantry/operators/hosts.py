@@ -27,11 +27,11 @@ def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artif
         "etcd": f"registry (etcd): disable {app.name}/{environment}/{host['name']}",
         "zookeeper": f"registry (ZooKeeper): override disabled=true for {member} in /dubbo/{app.service_name} "
                      f"(group {environment}), until consumers see it gone",
-    }[env.registry]
+    }[env.registry_of(app.name)]
     load_balancer = {
         "nginx": f"load balancer: mark {member} down in upstream {pool}",
         "haproxy": f"load balancer (HAProxy): drain {member} in backend {pool} until its sessions end, then maint",
-    }[env.load_balancer]
+    }[env.load_balancer_of(app.name)]
     return [
         f"health pre-check: process ({app.pid_file}) and GET http://{member}{app.health_path}; "
         "an unhealthy host is recorded and skipped",

@@ -68,10 +68,10 @@ def observe_hosts(app: AppConfig, env: EnvironmentConfig, hosts: Sequence[Host])
     registry read and an SSH probe per host (in parallel)."""
     from gantry import adapters
 
-    members = adapters.load_balancer(env).members(env.pool(app.name))
+    members = adapters.load_balancer(env, app.name).members(env.pool(app.name))
     silenced = {m["value"] for s in adapters.silencer().active(app.name, env.name)
                 for m in s.get("matchers", []) if m["name"] == "host"}
-    registry = adapters.registry(env)
+    registry = adapters.registry(env, app.name)
 
     def one(host: Host) -> dict:
         return {"host": host.name, "address": host.address, "ssh_port": host.ssh_port,
@@ -226,9 +226,9 @@ class ReconcileHostOperator(BaseOperator):
             # Observed as needing only a human; it changed since, without the environment held.
             self.log.warning("%s now needs putting back; the next pass does it", target.name)
         elif finding.put_back:
-            adapters.registry(env).enable(app.name, env.name, target.name, address=target.address, port=app.port)
+            adapters.registry(env, app.name).enable(app.name, env.name, target.name, address=target.address, port=app.port)
             done.append("enabled in the registry")
-            adapters.load_balancer(env).enable(env.pool(app.name), target.address, app.port)
+            adapters.load_balancer(env, app.name).enable(env.pool(app.name), target.address, app.port)
             done.append(f"back in upstream {env.pool(app.name)}")
             expired = adapters.silencer().unsilence(app.name, env.name, target.name)
             done.append(f"{expired} silence(s) expired")

@@ -53,6 +53,7 @@ def test_runtime_api_answers_are_read_by_their_headers():
 
 
 def _config(tmp_path, **test_env):
+    """Two apps (demo, other) in dev and test, with ``test_env``'s keys on test."""
     import yaml
 
     from gantry.config import load_config
@@ -60,22 +61,31 @@ def _config(tmp_path, **test_env):
     app = {"package": "demo-{version}.tar.gz", "install_root": "/srv/demo", "port": 9000,
            "start_command": "bin/start.sh", "stop_command": "bin/stop.sh", "pid_file": "/srv/demo/app.pid"}
     path = tmp_path / "gantry.yaml"
-    path.write_text(yaml.safe_dump({"apps": {"demo": app}, "environments": {
+    path.write_text(yaml.safe_dump({"apps": {"demo": app, "other": {**app, "port": 9100}}, "environments": {
         "dev": {"promote_to": "test"}, "test": {"upstream": "dev", **test_env}}}))
     return load_config(path)
 
 
-def test_each_environment_picks_its_registry_and_load_balancer(tmp_path):
+def test_each_environment_picks_its_registry_and_load_balancer_for_every_app_or_per_app(tmp_path):
     from gantry.config import ConfigError
 
     cfg = _config(tmp_path, registry="zookeeper")
-    assert (cfg.environment("test").registry, cfg.environment("test").load_balancer) == ("zookeeper", "nginx")
-    assert (cfg.environment("dev").registry, cfg.environment("dev").load_balancer) == ("etcd", "nginx")
+    test, dev = cfg.environment("test"), cfg.environment("dev")
+    assert (test.registry_of("demo"), test.load_balancer_of("demo")) == ("zookeeper", "nginx")
+    assert (dev.registry_of("demo"), dev.load_balancer_of("demo")) == ("etcd", "nginx")
     assert cfg.app("demo").service_name == "demo", "the app's name when no rpc_service is set"
+    per_app = _config(tmp_path, registry={"demo": "zookeeper", "default": "etcd"},
+                      load_balancer={"other": "haproxy"}).environment("test")
+    assert (per_app.registry_of("demo"), per_app.registry_of("other")) == ("zookeeper", "etcd")
+    assert (per_app.load_balancer_of("demo"), per_app.load_balancer_of("other")) == ("nginx", "haproxy")
     with pytest.raises(ConfigError, match="environments.test.load_balancer must be one of nginx, haproxy, not 'f5'"):
         _config(tmp_path, load_balancer="f5")
     with pytest.raises(ConfigError, match="environments.test.registry must be one of etcd, zookeeper, not 'nacos'"):
         _config(tmp_path, registry="nacos")
+    with pytest.raises(ConfigError, match="environments.test.registry.demo must be one of etcd, zookeeper, not 'consul'"):
+        _config(tmp_path, registry={"demo": "consul"})
+    with pytest.raises(ConfigError, match="environments.test.load_balancer: 'billing' is not a configured app"):
+        _config(tmp_path, load_balancer={"billing": "haproxy"})
 
 
 def test_the_dry_run_plan_names_each_environments_registry_and_load_balancer(monkeypatch):
