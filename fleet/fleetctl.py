@@ -66,6 +66,8 @@ EXECUTOR_FILE = STATE / "executor"
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
 # Local Airflow users (password = name); `alice` is the configured prod approver.
 DEMO_USERS = ("admin", "alice", "bob")
+# Gantry's own user of Airflow's REST API (read-only): waiting approvals read their answers as it.
+SERVICE_USER = "gantry"
 
 
 # ---------------------------------------------------------------- helpers
@@ -691,8 +693,10 @@ def airflow_env(executor: str | None = None) -> dict[str, str]:
         os.chmod(secrets, 0o600)
     s = json.loads(secrets.read_text())
     from cryptography.fernet import Fernet  # an Airflow dependency
-    if "fernet" not in s:
-        s["fernet"] = Fernet.generate_key().decode()
+    if "fernet" not in s or "service" not in s:
+        s.setdefault("fernet", Fernet.generate_key().decode())
+        # The password of Gantry's own API user (SERVICE_USER), which reads approvals' answers.
+        s.setdefault("service", os.urandom(18).hex())
         secrets.write_text(json.dumps(s))
     home = STATE / "airflow"
     env = {
@@ -703,7 +707,8 @@ def airflow_env(executor: str | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__FERNET_KEY": s["fernet"],
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in DEMO_USERS),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join([*(f"{u}:admin" for u in DEMO_USERS),
+                                                              f"{SERVICE_USER}:viewer"]),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{AIRFLOW_PORT}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
@@ -743,6 +748,9 @@ def airflow_env(executor: str | None = None) -> dict[str, str]:
                                 "schema": "http"},
         "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
                              "schema": "http"},
+        # Airflow's REST API as Gantry's service user: a waiting approval reads its answer there.
+        "gantry_airflow": {"conn_type": "http", "host": "127.0.0.1", "port": AIRFLOW_PORT, "schema": "http",
+                           "login": SERVICE_USER, "password": s["service"]},
     }
     conns["gantry_smtp"] = {"conn_type": "smtp", "host": "127.0.0.1", "port": SMTP_PORT,
                             "extra": {"from_email": "gantry@localhost", "disable_tls": True, "disable_ssl": True}}
@@ -848,7 +856,9 @@ def airflow_up(executor: str | None = None) -> None:
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     pw = home / "passwords.json"
-    pw.write_text(json.dumps({u: u for u in DEMO_USERS}))
+    service_password = json.loads(env["AIRFLOW_CONN_GANTRY_AIRFLOW"])["password"]
+    pw.write_text(json.dumps({**{u: u for u in DEMO_USERS}, SERVICE_USER: service_password}))
+    os.chmod(pw, 0o600)
     subprocess.run([airflow_cmd(), "db", "migrate"], env=env, check=True,
                    stdout=open(STATE / "logs/airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
     start_airflow_components(executor)

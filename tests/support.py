@@ -228,3 +228,15 @@ def in_load_balancer(host: dict, env: str = "test", app: str = "demo") -> bool |
     """Whether the load balancer's pool serves the host (None: not in the pool at all)."""
     members = lb_members(app, env)
     return members.get(f"{host['address']}:9000")
+
+
+def wait_for_approval(api, dag_id: str, run_id: str, timeout: float = 180) -> dict:
+    """The run's first unanswered human-in-the-loop request, as soon as it exists (polled every
+    0.1 s: the tests answer at once, as a ChatOps bot would); fails if the run ends first."""
+    def asked():
+        if pending := api.pending_approvals(dag_id, run_id):
+            return pending[0]
+        assert api.run_state(dag_id, run_id) not in ("success", "failed"), "the run ended without asking"
+        return None
+
+    return wait_for(asked, f"a question of {dag_id} {run_id}", timeout=timeout, interval=0.1)

@@ -6,14 +6,11 @@ import time
 
 import pytest
 
-from support import assert_all_in_rotation, fleet_state, host_outcomes, left_rotation_at
+from support import assert_all_in_rotation, fleet_state, host_outcomes, left_rotation_at, wait_for_approval
 
 pytestmark = pytest.mark.e2e
 ENV, DAG = "perf", "gantry_promote_perf"
 BASELINE = "1.0.0"
-# The 3.3 scheduler marks an approval answered within ~2 s of the task parking as failed; real
-# approvers take longer, and so do these tests.
-SETTLE = 8
 
 
 @pytest.fixture
@@ -28,29 +25,17 @@ def as_user(name):
     return AirflowAPI(username=name, password=name)
 
 
-def wait_for_approval(api, run_id, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        pending = api.pending_approvals(DAG, run_id)
-        if pending:
-            return pending[0]
-        assert api.run_state(DAG, run_id) not in ("success", "failed"), "the run ended without asking"
-        time.sleep(1)
-    raise TimeoutError("no approval was requested")
-
-
 def test_confirmation_between_batches_only_from_the_configured_approver(perf, airflow):
     resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "batches": "1", "confirm_batches": True,
                                  "hosts": ["perf-demo-01", "perf-demo-02"]})
     run_id = resp.json()["dag_run_id"]
-    detail = wait_for_approval(airflow, run_id)
+    detail = wait_for_approval(airflow, DAG, run_id)
     ti = detail["task_instance"]
     assert ti["task_id"] == "host.offline_restart_online" and ti["map_index"] == 1
     assert "start batch 2 of 2" in detail["subject"]
     # The first batch is done and back; the second has not started.
     state = fleet_state(env=ENV)
     assert state["versions"]["perf-demo-01"] == "1.1.0" and state["versions"]["perf-demo-02"] == BASELINE
-    time.sleep(SETTLE)
     denied = as_user("bob").respond(DAG, run_id, ti["task_id"], 1, "Approve")
     assert denied.status_code == 403, denied.text
     approved_at = time.time()
@@ -70,10 +55,9 @@ def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(perf, 
     resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.2-bad01", "batches": "1", "on_threshold": "pause",
                                  "hosts": ["perf-demo-01", "perf-demo-02", "perf-demo-03"]})
     run_id = resp.json()["dag_run_id"]
-    detail = wait_for_approval(airflow, run_id)
+    detail = wait_for_approval(airflow, DAG, run_id)
     assert "failure threshold of 1" in detail["body"]
     assert fleet_state(env=ENV)["versions"]["perf-demo-01"] == BASELINE, "the failed canary was rolled back"
-    time.sleep(SETTLE)
     answer = as_user("alice").respond(DAG, run_id, "host.offline_restart_online", 1, "Reject")
     assert answer.status_code == 200, answer.text
     assert airflow.wait_run(DAG, run_id) == "failed"

@@ -13,13 +13,13 @@ import uuid
 
 import pytest
 
-from support import LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, wait_for_mail
+from support import (LoadGenerator, RotationSampler, assert_all_in_rotation, fleet_state, wait_for_approval,
+                     wait_for_mail)
 
 # On the CeleryExecutor (tests/conftest.py): each environment's tasks run on the workers of its
 # zone, `prod-zone` for beta and prod, `default` for the others.
 pytestmark = [pytest.mark.e2e, pytest.mark.celery]
 BASELINE = "1.0.0"
-SETTLE = 8  # see test_human_decisions.py
 
 
 def promote(env):
@@ -184,14 +184,10 @@ def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an
     def ask(conf):
         asked = time.time()
         rid = trigger(airflow, "beta", conf)
-        deadline = time.time() + 120
-        while not (pending := airflow.pending_approvals(promote("beta"), rid)):
-            assert time.time() < deadline and airflow.run_state(promote("beta"), rid) not in ("success", "failed")
-            time.sleep(1)
+        detail = wait_for_approval(airflow, promote("beta"), rid, timeout=120)
         mail = wait_for_mail(f"[gantry] beta: approval needed for demo {v}", after=asked)
         assert "release-team@example.com" in mail["To"]
-        time.sleep(SETTLE)
-        return rid, pending[0]
+        return rid, detail
 
     # Not answered within its deadline: the run ends, no host touched.
     rid, detail = ask({"app": "demo", "version": v, "auto_promote": False, "approval_timeout_minutes": 0.2})
@@ -395,10 +391,6 @@ def test_prod_releases_the_approved_queued_version_when_its_window_opens(chain, 
 
 
 def _approve(airflow, approver, dag_id, run_id):
-    deadline = time.time() + 120
-    while not airflow.pending_approvals(dag_id, run_id):
-        assert time.time() < deadline and airflow.run_state(dag_id, run_id) not in ("success", "failed")
-        time.sleep(1)
-    time.sleep(SETTLE)
+    wait_for_approval(airflow, dag_id, run_id, timeout=120)
     answer = approver.respond(dag_id, run_id, "approve_release", -1, "Approve")
     assert answer.status_code == 200, answer.text

@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from gantry import plan
 from gantry.config import load_config
+from gantry.hitl import ask_and_wait
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -252,7 +253,12 @@ class ReleaseApprovalOperator(ApprovalOperator):
                 self.response_timeout = dt.timedelta(minutes=asked)
             self.log.info("approval expires after %s; without an answer the run ends and no host is touched",
                           self.response_timeout)
-            return super().execute(context)
+            # Waits in this process, not parked: see gantry.hitl for the answer Airflow would lose.
+            event = ask_and_wait(context, subject=self.subject, body=self.body, options=self.options,
+                                 assigned_users=self.assigned_users, timeout=self.response_timeout, log=self.log,
+                                 notifiers=self.notifiers, defaults=self.defaults, multiple=self.multiple,
+                                 params=self.serialized_params)
+            return self.execute_complete(context, event)
         params = context["params"]
         entry = _ledger().queue_entry(int(queue_id))
         if (not entry or entry["status"] != "dispatched" or not entry["approved_by"]

@@ -258,8 +258,7 @@ class OfflineRestartOnlineOperator(HostOperator):
 
     # ------------------------------------------------------------ human go-ahead
     def ask_human(self, context: Context, reason: str) -> dict:
-        from airflow.sdk.exceptions import TaskAwaitingInput
-        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+        from gantry.hitl import ask_and_wait
 
         batch = self.host["batch"] + 1
         subject = f"{self.app} {self.version} in {self.environment}: start batch {batch} of {self.host['batches']}?"
@@ -267,13 +266,11 @@ class OfflineRestartOnlineOperator(HostOperator):
                 f"Approve to start batch {batch} (first host: {self.host['name']}); "
                 "reject to stop here - the remaining hosts stay on their current version, in rotation.")
         self.subject, self.body = subject, body  # the approval mail renders them
-        upsert_hitl_detail(ti_id=context["task_instance"].id, options=["Approve", "Reject"], subject=subject,
-                           body=body, defaults=None, multiple=False, params={},
-                           assigned_users=[{"id": u, "name": u} for u in self.approvers] or None)
-        self.log.info("asking a human: %s", subject)
-        for notifier in self.notifiers:
-            notifier(context)
-        raise TaskAwaitingInput(method_name="after_human", timeout=self.approval_timeout)
+        # Waits in this process, not parked: see gantry.hitl for the answer Airflow would lose.
+        event = ask_and_wait(context, subject=subject, body=body, options=["Approve", "Reject"],
+                             assigned_users=[{"id": u, "name": u} for u in self.approvers] or None,
+                             timeout=self.approval_timeout, log=self.log, notifiers=self.notifiers)
+        return self.after_human(context, event)
 
     def after_human(self, context: Context, event: dict[str, Any]) -> dict:
         step = StepLog(self.log)
