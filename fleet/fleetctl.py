@@ -64,6 +64,10 @@ CELERY_ENV_FILE = REPO / "config" / "airflow-celery.env"
 EXECUTORS = ("local", "celery")
 EXECUTOR_FILE = STATE / "executor"
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
+# Builds that pass every health check and misbehave only in their traffic, for release analysis
+# (README, Analysis): a good one and two that go wrong as releases really do. Not 1.3.0, which an
+# end-to-end test publishes and tampers with.
+DEMO_BUILDS = {"1.3.1": {}, "1.3.1-errors": {"error_ratio": 0.05}, "1.3.1-slow": {"extra_latency_ms": 250}}
 # Local Airflow users (password = name); `alice` is the configured prod approver.
 DEMO_USERS = ("admin", "alice", "bob")
 
@@ -538,9 +542,9 @@ def up() -> None:
         start_host(h)
 
     (STATE / "artifacts").mkdir(exist_ok=True)
-    for v in DEMO_VERSIONS:
+    for v, behaviour in {**{v: {} for v in DEMO_VERSIONS}, **DEMO_BUILDS}.items():
         if not (STATE / "artifacts/demo" / v).exists():
-            artifacts.publish_demo(STATE / "artifacts", v)
+            artifacts.publish_demo(STATE / "artifacts", v, **behaviour)
     write_nginx_conf(hosts)
     n = STATE / "nginx"
     if read_pid("nginx"):  # running from an earlier `up`: pick up new pools
