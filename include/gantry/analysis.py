@@ -171,6 +171,47 @@ class MetricSpec:
                                         f"a query may use {', '.join('{%s}' % p for p in PLACEHOLDERS)}")
 
 
+# The demo app's series (fleet/demo_app/app.py) for the canary's or the baseline's hosts.
+_DEMO = 'app="{app}",env="{env}",host=~"{hosts}"'
+_DEMO_REQUESTS = f"sum(increase(demo_http_requests_total{{{_DEMO}}}[{{interval}}]))"
+# What an environment's analysis measures unless it names its metrics: the share of failed
+# requests and the 99th percentile latency. The 5xx rate falls back to 0 ("or vector(0)") for an
+# app that exports no series for a code it never answered; no requests at all stay no data.
+DEFAULT_METRICS = (
+    MetricSpec(name="error_ratio",
+               query=(f'(sum(rate(demo_http_requests_total{{{_DEMO},code=~"5.."}}[{{interval}}])) or vector(0))'
+                      f" / sum(rate(demo_http_requests_total{{{_DEMO}}}[{{interval}}]))"),
+               requests_query=_DEMO_REQUESTS, max=0.01, max_increase=0.005, failure_limit=1, critical=True),
+    MetricSpec(name="latency_p99",
+               query=("histogram_quantile(0.99, sum by (le) "
+                      f"(rate(demo_http_request_duration_seconds_bucket{{{_DEMO}}}[{{interval}}])))"),
+               requests_query=_DEMO_REQUESTS, max=0.25, max_increase=0.1, failure_limit=1),
+)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """An environment's analysis (``environments.<env>.analysis`` in config/gantry.yaml).
+
+    :param enabled: false keeps the configuration without running it.
+    :param metrics: what is measured; default ``DEFAULT_METRICS``.
+    :param pass_score: the lowest passing score, 0-100.
+    :param marginal_score: the lowest marginal score, 0-100, at most ``pass_score``.
+    :param significance: the Mann-Whitney p-value below which a difference counts.
+    :param on_marginal: ``ask`` (the environment's approvers decide) or ``halt``.
+    :param on_inconclusive: ``ask`` or ``halt``.
+    :param on_unreachable: what happens when the metrics store cannot be asked: ``ask`` or ``halt``.
+    """
+    enabled: bool = True
+    metrics: tuple[MetricSpec, ...] = DEFAULT_METRICS
+    pass_score: float = 95
+    marginal_score: float = 75
+    significance: float = 0.05
+    on_marginal: str = "ask"
+    on_inconclusive: str = "ask"
+    on_unreachable: str = "halt"
+
+
 def _promql_string(text: str) -> str:
     """``text`` made safe inside a double-quoted PromQL string (which reads Go escapes)."""
     return text.replace("\\", "\\\\").replace('"', '\\"')
