@@ -34,16 +34,31 @@ def _add_file(tar: tarfile.TarFile, arcname: str, data: bytes, mode: int) -> Non
 
 # Which schema migrations each demo version ships (each package carries its whole chain).
 MIGRATIONS = {"1.0.0": ("0001",), "1.1.0": ("0001", "0002"), "1.2.0": ("0001", "0002", "0003")}
+# The release-analysis builds (fleetctl.DEMO_BUILDS) come after 1.2.0: they carry its whole chain.
+MIGRATIONS.update({v: MIGRATIONS["1.2.0"] for v in ("1.3.1", "1.3.1-errors", "1.3.1-slow")})
 DEFAULT_MIGRATIONS = MIGRATIONS["1.1.0"]
 
 
 def build_demo_package(version: str, *, startup_delay: float = 0, never_healthy: bool = False,
                        never_healthy_on: tuple[str, ...] = (), migrations: tuple[str, ...] | None = None,
                        migrations_reversible: bool = True, crash_after_ready_on: tuple[str, ...] = (),
-                       crash_after_seconds: float = 1) -> bytes:
+                       crash_after_seconds: float = 1, error_ratio: float = 0,
+                       extra_latency_ms: float = 0) -> bytes:
+    """A demo package; the keyword arguments are the behaviour its release.json bakes in.
+
+    :param error_ratio: the share of the app's requests (0-1) it fails with 500, /health staying 200.
+    :param extra_latency_ms: milliseconds added to each of the app's requests.
+    """
+    if not 0 <= error_ratio <= 1:
+        raise ValueError(f"error_ratio {error_ratio!r} is a share of requests, between 0 and 1")
     release = {"version": version, "startup_delay": startup_delay, "never_healthy": never_healthy,
                "never_healthy_on": list(never_healthy_on), "migrations_reversible": migrations_reversible,
                "crash_after_ready_on": list(crash_after_ready_on), "crash_after_seconds": crash_after_seconds}
+    # Only when set: the packages of earlier versions stay byte for byte what they were.
+    if error_ratio:
+        release["error_ratio"] = error_ratio
+    if extra_latency_ms:
+        release["extra_latency_ms"] = extra_latency_ms
     revisions = migrations if migrations is not None else MIGRATIONS.get(version, DEFAULT_MIGRATIONS)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.USTAR_FORMAT) as tar:

@@ -1,4 +1,4 @@
-"""The local stand-in fleet: real sshd hosts, nginx, etcd, Alertmanager, PostgreSQL and Airflow.
+"""The local stand-in fleet: real sshd hosts, nginx, etcd, Prometheus, Alertmanager, PostgreSQL and Airflow.
 
 Everything runs as native processes on loopback. Each daemon is started in its own
 process group and its PID is recorded under ``$GANTRY_STATE/pids``; ``down`` stops exactly
@@ -54,6 +54,7 @@ ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
 ZOOKEEPER_PORT = 12181
 HAPROXY_ADMIN_PORT = 19100  # HAProxy's runtime API (stats socket, level admin)
 ALERTMANAGER_PORT = 19093
+PROMETHEUS_PORT = 19090
 PG_PORT = 15432
 AIRFLOW_PORT = 8080
 SMTP_PORT = 10025
@@ -64,6 +65,10 @@ CELERY_ENV_FILE = REPO / "config" / "airflow-celery.env"
 EXECUTORS = ("local", "celery")
 EXECUTOR_FILE = STATE / "executor"
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
+# Builds that pass every health check and misbehave only in their traffic, for release analysis
+# (README, Analysis): a good one and two that go wrong as releases really do. Not 1.3.0, which an
+# end-to-end test publishes and tampers with.
+DEMO_BUILDS = {"1.3.1": {}, "1.3.1-errors": {"error_ratio": 0.05}, "1.3.1-slow": {"extra_latency_ms": 250}}
 # Local Airflow users (password = name); `alice` is the configured prod approver.
 DEMO_USERS = ("admin", "alice", "bob")
 # Gantry's own user of Airflow's REST API (read-only): waiting approvals read their answers as it.
@@ -515,6 +520,78 @@ def zookeeper_ready(timeout: float = 30) -> None:
     raise SystemExit(f"zookeeper did not answer within {timeout}s; see {STATE}/logs/zookeeper.log")
 
 
+# ---------------------------------------------------------------- Prometheus
+# Scraped and evaluated every second: a canary is one host, and an analysis measures it over
+# intervals of 10-30 s; 1 s samples give rate() ten or more points in such a window and let an
+# alert fire within seconds of a bad build taking traffic. 40 local targets cost little.
+PROMETHEUS_INTERVAL = "1s"
+# Alert rules Prometheus evaluates; firing alerts go to the fleet's Alertmanager, labelled app,
+# env and host, which is what stops a rollout (README, Analysis).
+PROMETHEUS_RULES = """\
+groups:
+  - name: demo
+    rules:
+      - alert: DemoHighErrorRate
+        expr: >-
+          sum by (app, env, host) (rate(demo_http_requests_total{code=~"5.."}[30s]))
+          / sum by (app, env, host) (rate(demo_http_requests_total[30s])) > 0.02
+        for: 5s
+        labels: {severity: page}
+        annotations:
+          summary: "{{ $labels.host }} fails {{ $value | humanizePercentage }} of its requests"
+"""
+
+
+def prometheus_config(targets: list[dict], rule_file: Path, alertmanager: str | None) -> str:
+    """Prometheus' configuration: every target's /metrics, labelled env, app and host.
+
+    :param targets: ``{"address", "port", "env", "app", "name"}`` per app instance.
+    :param rule_file: the alert rules to evaluate.
+    :param alertmanager: ``host:port`` that firing alerts go to; None: none.
+    """
+    config = {
+        "global": {"scrape_interval": PROMETHEUS_INTERVAL, "evaluation_interval": PROMETHEUS_INTERVAL,
+                   "scrape_timeout": PROMETHEUS_INTERVAL},
+        "rule_files": [str(rule_file)],
+        "scrape_configs": [{
+            "job_name": "apps",
+            # The app labels its own series with app, env, host and version; the target's labels
+            # fill in those it leaves out (and label `up`).
+            "honor_labels": True,
+            "static_configs": [{"targets": [f"{t['address']}:{t['port']}"],
+                                "labels": {"env": t["env"], "app": t["app"], "host": t["name"]}} for t in targets],
+        }],
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def prometheus_command(directory: Path, port: int) -> list[str]:
+    """Prometheus on 127.0.0.1:``port``, its configuration and storage under ``directory``."""
+    return ["prometheus", f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}", "--storage.tsdb.retention.time=2d",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+
+
+def write_prometheus_files(directory: Path, targets: list[dict], alertmanager: str | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rules.yml").write_text(PROMETHEUS_RULES)
+    (directory / "prometheus.yml").write_text(prometheus_config(targets, directory / "rules.yml", alertmanager))
+
+
+def prometheus_up(hosts: list[dict]) -> None:
+    """The fleet's Prometheus, scraping every host's app; a running one re-reads its files (SIGHUP)."""
+    targets = [{**h, "port": app_config(h["app"])["port"]} for h in hosts]
+    directory = STATE / "prometheus"
+    write_prometheus_files(directory, targets, f"127.0.0.1:{ALERTMANAGER_PORT}")
+    running = read_pid("prometheus")
+    if running:
+        os.kill(running, signal.SIGHUP)
+        return
+    spawn("prometheus", prometheus_command(directory, PROMETHEUS_PORT))
+
+
 # ---------------------------------------------------------------- components
 def up() -> None:
     t0 = time.time()
@@ -540,9 +617,9 @@ def up() -> None:
         start_host(h)
 
     (STATE / "artifacts").mkdir(exist_ok=True)
-    for v in DEMO_VERSIONS:
+    for v, behaviour in {**{v: {} for v in DEMO_VERSIONS}, **DEMO_BUILDS}.items():
         if not (STATE / "artifacts/demo" / v).exists():
-            artifacts.publish_demo(STATE / "artifacts", v)
+            artifacts.publish_demo(STATE / "artifacts", v, **behaviour)
     write_nginx_conf(hosts)
     n = STATE / "nginx"
     if read_pid("nginx"):  # running from an earlier `up`: pick up new pools
@@ -571,6 +648,7 @@ def up() -> None:
         f"--storage.path={am / 'data'}", f"--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}",
         "--cluster.listen-address="])
 
+    prometheus_up(hosts)
     spawn("mailbox", [sys.executable, str(REPO / "fleet" / "mailbox.py"), "127.0.0.1", str(SMTP_PORT),
                       str(STATE / "mail")])
 
@@ -583,13 +661,15 @@ def up() -> None:
     wait_tcp("127.0.0.1", HAPROXY_ADMIN_PORT, name="haproxy")
     zookeeper_ready()
     wait_http(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready", name="alertmanager")
+    wait_http(f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready", name="prometheus")
     wait_tcp("127.0.0.1", SMTP_PORT, name="mailbox")
     # The port answering is not enough: it may be a stranger's (a host left over from another
     # inventory). Each host's own sshd must still be running.
     dead = [h["name"] for h in hosts if not read_pid(f"host-{h['name']}")]
     if dead:
         raise SystemExit(f"sshd of {', '.join(dead)} exited; see {STATE / 'logs'} (address already in use?)")
-    log(f"fleet up: {len(hosts)} hosts, nginx, haproxy, etcd, zookeeper, alertmanager, artifacts in {time.time() - t0:.2f}s")
+    log(f"fleet up: {len(hosts)} hosts, nginx, haproxy, etcd, zookeeper, prometheus, alertmanager, artifacts in "
+        f"{time.time() - t0:.2f}s")
 
 
 def fleet_down() -> None:
@@ -597,7 +677,7 @@ def fleet_down() -> None:
     # Every host that was started, by its recorded PID - also hosts the inventory no longer lists.
     for path in sorted(PIDS.glob("host-*.pid")) if PIDS.exists() else []:
         stop_host(path.stem.removeprefix("host-"))
-    for name in ("lb-sshd", "nginx", "haproxy", "etcd", "zookeeper", "alertmanager", "mailbox"):
+    for name in ("lb-sshd", "nginx", "haproxy", "etcd", "zookeeper", "prometheus", "alertmanager", "mailbox"):
         stop(name)
     log(f"fleet down in {time.time() - t0:.2f}s")
 
@@ -746,6 +826,8 @@ def airflow_env(executor: str | None = None) -> dict[str, str]:
                            "extra": {"drain_timeout": 30}},
         "gantry_alertmanager": {"conn_type": "http", "host": "127.0.0.1", "port": ALERTMANAGER_PORT,
                                 "schema": "http"},
+        "gantry_prometheus": {"conn_type": "http", "host": "127.0.0.1", "port": PROMETHEUS_PORT,
+                              "schema": "http"},
         "gantry_artifacts": {"conn_type": "http", "host": "127.0.0.1", "port": ARTIFACT_PORT,
                              "schema": "http"},
         # Airflow's REST API as Gantry's service user: a waiting approval reads its answer there.

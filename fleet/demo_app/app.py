@@ -5,6 +5,12 @@ Standard library only: it runs with the host's /usr/bin/python3.
 - GET /health   200 when ready, 503 while starting or shutting down
 - GET /version  the release version
 - GET /?sleep_ms=N  answers after N ms (lets tests hold requests in flight)
+- GET /metrics  Prometheus text format: ``demo_http_requests_total{code}`` and the histogram
+  ``demo_http_request_duration_seconds``, each labelled app, env, host and version. They count
+  the app's own requests only: not /metrics, nor /health and /version, which load balancers and
+  Gantry ask every second or so. Counting those would dilute a bad build's error ratio (its
+  /health stays 200) and make an idle host look busy: an analysis' minimum request count must
+  be real traffic.
 
 It registers itself in etcd (v3 JSON gateway) under a lease and keeps the lease
 alive. On SIGTERM it fails its health check, removes its registration, stops
@@ -12,8 +18,9 @@ accepting, lets in-flight requests finish and exits 0.
 
 Settings come from the environment (shared/app.env on the host) and from
 release.json inside the package (behaviour baked into a build: a startup delay
-imitating a slow JVM, a build that never becomes healthy, or one that crashes soon after it
-is ready).
+imitating a slow JVM, a build that never becomes healthy, one that crashes soon after it
+is ready, one that fails a share of its requests with 500 while /health stays 200
+(``error_ratio``), or one that answers slower (``extra_latency_ms``)).
 """
 from __future__ import annotations
 
@@ -47,6 +54,59 @@ PID_FILE = os.environ.get("PID_FILE", "")
 
 state = {"ready": False, "stopping": False, "inflight": 0}
 lock = threading.Lock()
+# A bad build's share of failed requests (0-1) and added latency, from its release.json.
+ERROR_RATIO = float(RELEASE.get("error_ratio", 0))
+EXTRA_LATENCY = float(RELEASE.get("extra_latency_ms", 0)) / 1000
+# Prometheus' default buckets (client_golang's DefBuckets), in seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """Request counts by status code and a latency histogram, in Prometheus' text format."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # Both codes exist from the start: a query for 5xx over a healthy host finds a series
+        # at 0 rather than none (none reads as "no data", which is never a pass).
+        self.requests = {"200": 0, "500": 0}
+        self.buckets = [0] * len(BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+        self.served = 0  # application requests so far, for the deterministic error share
+
+    def next_fails(self) -> bool:
+        """Whether the next request fails: exactly ``error_ratio`` of them, evenly spread (request
+        n fails when floor(n x ratio) steps up), so a test can count on the share."""
+        with self.lock:
+            self.served += 1
+            return int(self.served * ERROR_RATIO) > int((self.served - 1) * ERROR_RATIO)
+
+    def observe(self, code: int, seconds: float) -> None:
+        with self.lock:
+            self.requests[str(code)] = self.requests.get(str(code), 0) + 1
+            self.count += 1
+            self.sum += seconds
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    self.buckets[i] += 1
+
+    def render(self) -> str:
+        labels = f'app="{APP}",env="{ENVIRONMENT}",host="{HOST_NAME}",version="{VERSION}"'
+        with self.lock:
+            lines = ["# HELP demo_http_requests_total Requests served, by status code (not /health, /version, /metrics).",
+                     "# TYPE demo_http_requests_total counter"]
+            lines += [f'demo_http_requests_total{{{labels},code="{code}"}} {n}' for code, n in sorted(self.requests.items())]
+            lines += ["# HELP demo_http_request_duration_seconds Time to answer a request (not /health, /version, /metrics).",
+                      "# TYPE demo_http_request_duration_seconds histogram"]
+            lines += [f'demo_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {n}'
+                      for bound, n in zip(BUCKETS, self.buckets)]
+            lines += [f'demo_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {self.count}',
+                      f"demo_http_request_duration_seconds_sum{{{labels}}} {self.sum!r}",
+                      f"demo_http_request_duration_seconds_count{{{labels}}} {self.count}"]
+        return "\n".join(lines) + "\n"
+
+
+metrics = Metrics()
 
 
 def log(msg: str) -> None:
@@ -164,10 +224,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # keep the log to lifecycle events
         pass
 
-    def send(self, code: int, body: str) -> None:
+    def send(self, code: int, body: str, content_type: str = "text/plain") -> None:
         data = body.encode()
         self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -183,12 +243,20 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(200 if ok else 503, "ok\n" if ok else "unavailable\n")
             elif path == "/version":
                 self.send(200, VERSION + "\n")
+            elif path == "/metrics":
+                self.send(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
             else:
+                started = time.monotonic()
                 params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-                delay = int(params.get("sleep_ms", "0"))
+                delay = int(params.get("sleep_ms", "0")) / 1000 + EXTRA_LATENCY
                 if delay:
-                    time.sleep(delay / 1000)
-                self.send(200, f"{APP} {VERSION} on {HOST_NAME}\n")
+                    time.sleep(delay)
+                if metrics.next_fails():
+                    code, body = 500, f"{APP} {VERSION} on {HOST_NAME}: internal error\n"
+                else:
+                    code, body = 200, f"{APP} {VERSION} on {HOST_NAME}\n"
+                self.send(code, body)
+                metrics.observe(code, time.monotonic() - started)
         finally:
             with lock:
                 state["inflight"] -= 1

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from gantry.config import EnvironmentConfig, GantryConfig
 from gantry.interfaces import (
-    ArtifactRepository, Cmdb, HostShell, LoadBalancer, ReleaseLedger, SchemaMigrations, ServiceRegistry, Silencer)
+    ArtifactRepository, Cmdb, HostShell, LoadBalancer, MetricsQuery, ReleaseLedger, SchemaMigrations, ServiceRegistry,
+    Silencer)
 
 
 def cmdb(config: GantryConfig, env: EnvironmentConfig) -> Cmdb:
@@ -48,6 +49,13 @@ def load_balancer(env: EnvironmentConfig, app: str) -> LoadBalancer:
 def silencer() -> Silencer:
     from gantry.hooks.monitoring import AlertmanagerHook
     return AlertmanagerHook()
+
+
+def metrics() -> MetricsQuery:
+    """The metrics store release analysis asks: Prometheus' query API (Connection
+    gantry_prometheus; extra ``path_prefix`` for Thanos, VictoriaMetrics or Mimir)."""
+    from gantry.hooks.prometheus import PrometheusHook
+    return PrometheusHook()
 
 
 def artifact_repository() -> ArtifactRepository:

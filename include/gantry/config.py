@@ -15,6 +15,9 @@ from typing import Any, Iterable, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from gantry.analysis import (
+    DEFAULT_METRICS, DIRECTIONS, UNDECIDED_ACTIONS, AnalysisConfig, AnalysisError, MetricSpec)
+
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "gantry.yaml"
 
 
@@ -121,6 +124,8 @@ class EnvironmentConfig:
     notify: tuple[str, ...] = ()         # addresses alerted on failure, success and waiting approvals
     retries: int = 2
     retry_delay_seconds: float = 5
+    # Verifying a release from metrics (README, Analysis); None: not configured.
+    analysis: AnalysisConfig | None = None
     description: str = ""
 
     def pool(self, app: str) -> str:
@@ -228,8 +233,10 @@ REQUIRED_APP_KEYS = {
     "pid_file": "the file the app writes its process id to (health checks)",
 }
 # Numbers that must be above zero, or at least zero.
-POSITIVE = {"port", "startup", "command", "silence_minutes", "keep_releases", "approval_timeout_minutes"}
-NOT_NEGATIVE = {"drain", "quiet_period", "settle_seconds", "bake_seconds", "soak_minutes", "retries", "retry_delay_seconds"}
+POSITIVE = {"port", "startup", "command", "silence_minutes", "keep_releases", "approval_timeout_minutes",
+            "interval_seconds", "count", "weight"}
+NOT_NEGATIVE = {"drain", "quiet_period", "settle_seconds", "bake_seconds", "soak_minutes", "retries", "retry_delay_seconds",
+                "min_requests", "failure_limit", "inconclusive_limit", "max_increase"}
 
 
 def _mapping(raw: Any, where: str) -> dict:
@@ -369,6 +376,64 @@ def _window(raw: Any, where: str) -> dict | None:
     return raw
 
 
+def _metric(raw: Any, where: str) -> MetricSpec:
+    """A metric of an analysis. One named like a default metric (error_ratio, latency_p99) takes
+    the default's settings for every key it leaves out; any other needs its own query."""
+    raw = _mapping(raw, where)
+    _check_keys(raw, (f.name for f in fields(MetricSpec)), where)
+    _check_values(raw, MetricSpec, where)
+    name = raw.get("name")
+    _name(name, where)
+    defaults = {m.name: m for m in DEFAULT_METRICS}
+    base = {f.name: getattr(defaults[name], f.name) for f in fields(MetricSpec)} if name in defaults else {}
+    if not base and not raw.get("query"):
+        raise ConfigError(f"{where} ({name}): query is missing: the PromQL template giving the metric's value "
+                          f"(defaults exist for {', '.join(defaults)})")
+    merged = {**base, **raw}
+    where = f"{where} ({name})"
+    if merged.get("direction", "increase") not in DIRECTIONS:
+        raise ConfigError(f"{where}.direction must be one of {', '.join(DIRECTIONS)}, not {merged['direction']!r}")
+    if merged.get("min_requests", MetricSpec.min_requests) > 0 and not merged.get("requests_query"):
+        raise ConfigError(f"{where}: min_requests needs requests_query (the PromQL template counting the "
+                          "requests of a measurement), or set min_requests: 0")
+    if merged.get("min") is not None and merged.get("max") is not None and merged["min"] > merged["max"]:
+        raise ConfigError(f"{where}: min {merged['min']!r} is above max {merged['max']!r}: no value could pass")
+    try:
+        return MetricSpec(**merged)
+    except AnalysisError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _analysis(raw: Any, where: str) -> AnalysisConfig:
+    """An environment's analysis; an empty mapping is the defaults (README, Analysis)."""
+    raw = dict(_mapping(raw, where))
+    _check_keys(raw, (f.name for f in fields(AnalysisConfig)), where)
+    metrics = raw.pop("metrics", None)
+    _check_values(raw, AnalysisConfig, where)
+    for key in ("pass_score", "marginal_score"):
+        if key in raw and not 0 <= raw[key] <= 100:
+            raise ConfigError(f"{where}.{key}: {raw[key]!r} is not a score from 0 to 100")
+    if raw.get("marginal_score", 75) > raw.get("pass_score", 95):
+        raise ConfigError(f"{where}.marginal_score {raw.get('marginal_score', 75)!r} is above pass_score "
+                          f"{raw.get('pass_score', 95)!r}: a marginal score lies below the passing one")
+    if "significance" in raw and not 0 < raw["significance"] < 1:
+        raise ConfigError(f"{where}.significance: {raw['significance']!r} is not a p-value between 0 and 1 "
+                          "(0.05: 95 % confidence)")
+    for key in ("on_marginal", "on_inconclusive", "on_unreachable"):
+        if key in raw and raw[key] not in UNDECIDED_ACTIONS:
+            raise ConfigError(f"{where}.{key} must be ask or halt, not {raw[key]!r}")
+    if metrics is not None:
+        if not isinstance(metrics, list) or not metrics:
+            raise ConfigError(f"{where}.metrics: expected a list of metrics, got {metrics!r}")
+        specs = tuple(_metric(m, f"{where}.metrics[{i}]") for i, m in enumerate(metrics))
+        names = [m.name for m in specs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{where}.metrics: {twice[0]!r} is named twice; each metric needs a name of its own")
+        raw["metrics"] = specs
+    return AnalysisConfig(**raw)
+
+
 def _environment(name: str, raw: Any) -> EnvironmentConfig:
     from gantry.plan import PlanError, validate_amount, validate_batch_plan
 
@@ -406,6 +471,8 @@ def _environment(name: str, raw: Any) -> EnvironmentConfig:
         raise ConfigError(f"{where}.queue {e['queue']!r}: a queue name is letters, digits, '-' and '_' "
                           "(it names a Celery queue and a worker's --queues)")
     e["window"] = _window(e.get("window"), f"{where}.window")
+    if "analysis" in e:
+        e["analysis"] = _analysis(e["analysis"], f"{where}.analysis")
     return EnvironmentConfig(name=name, **e)
 
 

@@ -98,6 +98,14 @@ class SchemaMigrations(Protocol):
     def version_with_revision(self, conn: Any, app: str, environment: str, revision: str) -> str | None: ...
 
 
+class MetricsQuery(Protocol):
+    """A metrics store with Prometheus' instant query API (Prometheus, Thanos, VictoriaMetrics,
+    Mimir): ``promql`` evaluated at ``at`` (Unix seconds; None: now), one (labels, value) pair per
+    series. Raises ``MetricsUnavailable`` when it cannot answer: an analysis never passes on silence."""
+
+    def query(self, promql: str, at: float | None = None) -> list[tuple[dict[str, str], float]]: ...
+
+
 class ArtifactRepository(Protocol):
     def checksum(self, app: str, version: str, filename: str) -> str: ...
     def package_url(self, app: str, version: str, filename: str) -> str: ...

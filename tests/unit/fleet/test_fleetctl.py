@@ -1,4 +1,5 @@
 """The local fleet's own bookkeeping: generated hosts and pid files."""
+import json
 import os
 import subprocess
 
@@ -44,3 +45,24 @@ def test_a_pid_file_naming_another_process_is_not_ours(tmp_path, monkeypatch):
         proc.kill()
         proc.wait()
     assert os.path.exists(tmp_path / "mine.pid")
+
+
+def test_prometheus_scrapes_every_host_labelled_and_alerts_the_fleets_alertmanager(tmp_path):
+    hosts = [{"name": "beta-demo-01", "address": "127.0.0.31", "port": 9000, "env": "beta", "app": "demo"},
+             {"name": "prod-demo-01", "address": "127.0.0.41", "port": 9000, "env": "prod", "app": "demo"}]
+    fleetctl.write_prometheus_files(tmp_path, hosts, alertmanager="127.0.0.1:19093")
+    config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    assert config["global"]["scrape_interval"] == "1s" and config["rule_files"] == [str(tmp_path / "rules.yml")]
+    (job,) = config["scrape_configs"]
+    assert job["honor_labels"] is True
+    assert job["static_configs"][0] == {"targets": ["127.0.0.31:9000"],
+                                        "labels": {"env": "beta", "app": "demo", "host": "beta-demo-01"}}
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    (rule,) = yaml.safe_load((tmp_path / "rules.yml").read_text())["groups"][0]["rules"]
+    assert rule["alert"] == "DemoHighErrorRate" and "sum by (app, env, host)" in rule["expr"]
+    assert "--web.listen-address=127.0.0.1:19090" in fleetctl.prometheus_command(tmp_path, fleetctl.PROMETHEUS_PORT)
+
+
+def test_the_prometheus_connection_is_written_beside_the_others():
+    conn = json.loads(fleetctl.airflow_env("local")["AIRFLOW_CONN_GANTRY_PROMETHEUS"])
+    assert (conn["conn_type"], conn["host"], conn["port"]) == ("http", "127.0.0.1", fleetctl.PROMETHEUS_PORT)

@@ -1,0 +1,138 @@
+"""The real Prometheus (Debian's package) scraping the real demo app, asked through Gantry's hook
+with the default analysis queries. Everything here is the test's own: two demo apps as processes
+(a good build and one failing 20 % of its requests), and a Prometheus on a free port, configured
+and started as the fleet does it (fleetctl.prometheus_config / prometheus_command), in a temp dir.
+The shared fleet is not touched."""
+import json
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+from demo_process import demo_app, free_port, get
+
+import fleetctl
+from gantry.analysis import DEFAULT_METRICS, render_query
+from gantry.hooks.prometheus import MetricsQueryRejected, MetricsUnavailable, PrometheusHook
+
+CANARY, BASELINE = "beta-demo-01", "beta-demo-02"
+
+
+def wait_until(predicate, what: str, timeout: float = 30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The canary (1.3.1-errors, 20 % failures), the baseline (1.3.1) under steady traffic, and a
+    Prometheus scraping both every second; yields (Prometheus' port, {host: base URL})."""
+    assert shutil.which("prometheus"), "prometheus is missing: ./gantry test installs Debian's prometheus"
+    directory = tmp_path_factory.mktemp("prometheus")
+    with demo_app(directory, "1.3.1-errors", host=CANARY, env="beta", error_ratio=0.2) as canary, \
+            demo_app(directory, "1.3.1", host=BASELINE, env="beta") as baseline:
+        apps = {CANARY: canary, BASELINE: baseline}
+        targets = [{"address": "127.0.0.1", "port": int(url.rsplit(":", 1)[1]), "env": "beta", "app": "demo",
+                    "name": host} for host, url in apps.items()]
+        fleetctl.write_prometheus_files(directory / "prom", targets, alertmanager=None)
+        port = free_port()
+        log = open(directory / "prometheus.log", "wb")
+        proc = subprocess.Popen(fleetctl.prometheus_command(directory / "prom", port), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        stop = threading.Event()
+
+        def traffic():  # about 40 requests a second to each app
+            while not stop.is_set():
+                for url in apps.values():
+                    get(f"{url}/")
+                stop.wait(0.025)
+
+        load = threading.Thread(target=traffic, daemon=True)
+        load.start()
+        try:
+            started = time.monotonic()
+
+            def ready() -> bool:
+                if proc.poll() is not None:
+                    pytest.fail(f"prometheus exited: {(directory / 'prometheus.log').read_text()}")
+                try:
+                    return get(f"http://127.0.0.1:{port}/-/ready", timeout=1)[0] == 200
+                except OSError:  # not listening yet
+                    return False
+
+            wait_until(ready, "Prometheus ready", timeout=30)
+            ready_after = time.monotonic() - started
+            yield port, apps, ready_after
+        finally:
+            stop.set()
+            load.join(5)
+            proc.terminate()
+            proc.wait(15)
+            log.close()
+
+
+@pytest.fixture
+def hook(stack, monkeypatch):
+    port = stack[0]
+    monkeypatch.setenv("AIRFLOW_CONN_GANTRY_PROMETHEUS", json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}))
+    return PrometheusHook(timeout=5)
+
+
+def measure(hook, metric, hosts, interval=5):
+    """One measurement as the analysis makes it: the metric and the request count of ``hosts``."""
+    args = dict(app="demo", env="beta", hosts=hosts, interval_seconds=interval)
+    return hook.value(render_query(metric.query, **args)), hook.value(render_query(metric.requests_query, **args))
+
+
+def test_prometheus_starts_quickly_and_scrapes_every_target_with_its_labels(stack, hook):
+    assert stack[2] < 10, f"Prometheus took {stack[2]:.1f} s to be ready"
+    up = wait_until(lambda: len(hook.query('up{job="apps"} == 1')) == 2 and hook.query('up{job="apps"}'),
+                    "both apps scraped")
+    assert sorted(labels["host"] for labels, _ in up) == [CANARY, BASELINE]
+    assert {(labels["env"], labels["app"]) for labels, _ in up} == {("beta", "demo")}
+
+
+def test_the_default_queries_tell_the_failing_canary_from_the_baseline(hook):
+    errors, latency = DEFAULT_METRICS
+    # rate() needs two samples in the window: wait until both groups have some traffic in it.
+    wait_until(lambda: all((measure(hook, errors, [h])[1] or 0) > 20 for h in (CANARY, BASELINE)),
+               "20 requests per host in a 5 s window")
+    canary_ratio, canary_requests = measure(hook, errors, [CANARY])
+    baseline_ratio, baseline_requests = measure(hook, errors, [BASELINE])
+    assert canary_ratio == pytest.approx(0.2, abs=0.05), "the hosts regex selected the canary's series"
+    assert baseline_ratio == 0.0, "a healthy host's error ratio is 0, not 'no data'"
+    assert canary_requests > 20 and baseline_requests > 20
+    both, both_requests = measure(hook, errors, [CANARY, BASELINE])
+    assert baseline_ratio < both < canary_ratio and both_requests > canary_requests
+    p99, _ = measure(hook, latency, [BASELINE])
+    assert 0 < p99 < 0.05
+    assert measure(hook, errors, ["beta-demo-03"]) == (None, None), "a host with no series is no data"
+
+
+def test_the_fleets_alert_rule_fires_for_the_failing_host_only(stack, hook):
+    def firing():
+        alerts = urllib.request.urlopen(f"http://127.0.0.1:{stack[0]}/api/v1/alerts", timeout=5)
+        return [a for a in json.load(alerts)["data"]["alerts"] if a["state"] == "firing"]
+
+    alerts = wait_until(firing, "DemoHighErrorRate firing", timeout=45)
+    assert [(a["labels"]["alertname"], a["labels"]["host"], a["labels"]["env"], a["labels"]["app"])
+            for a in alerts] == [("DemoHighErrorRate", CANARY, "beta", "demo")]
+
+
+def test_a_query_prometheus_refuses_and_a_prometheus_that_is_gone(hook, monkeypatch):
+    with pytest.raises(MetricsQueryRejected, match="bad_data: .*parse error"):
+        hook.query("sum(rate(demo_http_requests_total[5s])")
+    with pytest.raises(MetricsQueryRejected, match="the query gives a matrix"):
+        hook.query("demo_http_requests_total[5s]")
+    monkeypatch.setenv("AIRFLOW_CONN_GANTRY_PROMETHEUS", json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": free_port(), "schema": "http"}))
+    with pytest.raises(MetricsUnavailable, match="cannot be reached"):
+        PrometheusHook(timeout=2).query("up")
