@@ -1,5 +1,6 @@
 """Gantry's Airflow plugin.
 
+- trigger-form refusals of Gantry's DAGs as sentences (``gantry.param_errors``);
 - the release-window timetable, which the scheduler needs to run ``gantry_scheduled_<env>`` at
   each window opening;
 - the release ledger's read-only REST view at ``/gantry`` (authenticated Airflow users only);
@@ -38,9 +39,20 @@ class LedgerApp:
         return "gantry.ledger_api:create_app"
 
 
+class ParamRefusals:
+    """Imports ``gantry.param_errors_middleware`` when the API server builds its middleware."""
+
+    def __new__(cls, app):
+        from gantry.param_errors_middleware import ParamRefusalMiddleware
+
+        return ParamRefusalMiddleware(app)
+
+
 class GantryPlugin(AirflowPlugin):
     name = "gantry"
     timetables = [ReleaseWindowTimetable]
     fastapi_apps = [{"app": LedgerApp(), "url_prefix": "/gantry", "name": "Gantry release ledger"}]
+    # A trigger refused for a param says so in a sentence, not in jsonschema's regular expressions.
+    fastapi_root_middlewares = [{"middleware": ParamRefusals, "name": "Gantry trigger-form refusals"}]
     external_views = [{"name": "Gantry", "href": "/gantry/board", "destination": "nav", "url_route": "gantry",
                        "nav_top_level": True, "icon": BOARD_ICON}]
