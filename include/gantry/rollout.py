@@ -80,12 +80,25 @@ def dag_defaults(env: EnvironmentConfig) -> dict:
                 default_args={"queue": env.queue} if env.queue else {})
 
 
+# Where a failed task leaves its reason, for the report (a dry run that would be refused says why).
+XCOM_REFUSAL = "refusal"
+
+
+def record_refusal(context: dict) -> None:
+    """A failed task's reason, as an XCom the report reads: the run's summary and a dry run's
+    refusal quote it instead of pointing at a log."""
+    exception = context.get("exception")
+    if exception is not None:
+        context["ti"].xcom_push(key=XCOM_REFUSAL, value=str(exception)[:2000])
+
+
 def release_dag_args(env: EnvironmentConfig) -> dict:
     """A release DAG's defaults: one run at a time, retries with backoff for transient faults."""
     defaults = dag_defaults(env)
     task_defaults = defaults.pop("default_args")
     return dict(schedule=None, max_active_runs=1, **defaults, default_args={
         **task_defaults,
+        "on_failure_callback": [record_refusal],
         "retries": env.retries,
         "retry_delay": dt.timedelta(seconds=env.retry_delay_seconds),
         "retry_exponential_backoff": 2.0,

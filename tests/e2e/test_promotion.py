@@ -163,6 +163,19 @@ def test_dry_run_prints_the_plan_and_touches_nothing(baseline, airflow):
     assert_all_in_rotation(after)
 
 
+@pytest.mark.parametrize("conf, task, reason", [
+    ({"hosts": ["nosuchhost"]}, "claim_release", "nosuchhost"),
+    ({"version": "9.9.404"}, "verify_artifact", "9.9.404"),
+])
+def test_a_dry_run_that_would_be_refused_fails_with_the_refusal(baseline, airflow, conf, task, reason):
+    run_id, state, tis = run(airflow, {"app": "demo", "version": "1.1.0", "dry_run": True, **conf})
+    assert state == "failed", "a dry run exists to find exactly this refusal"
+    assert tis[(task, -1)]["state"] == "failed" and tis[("report", -1)]["state"] == "failed"
+    log = airflow.log(DAG, run_id, "report")
+    assert f"dry run: would be refused at {task}: " in log and reason in log, log[-2000:]
+    assert set(fleet_state()["versions"].values()) == {BASELINE}
+
+
 @pytest.mark.parametrize("conf, message", [
     ({"app": "demo", "version": "1.1.0; rm -rf /"}, "Version (version): '1.1.0; rm -rf /' is not accepted. Allowed: 1 to 64"),
     ({"app": "demo", "version": "$(reboot)"}, "Version (version): '$(reboot)' is not accepted"),

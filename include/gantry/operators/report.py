@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from gantry import plan
 from gantry.operators.host import XCOM_OUTCOME
 from gantry.operators.hosts import XCOM_CMDB_HOSTS
+from gantry.rollout import XCOM_REFUSAL
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,6 +65,13 @@ class ReleaseReportOperator(BaseOperator):
                     for h in planned]
         approved_by = plan.approver(ti.xcom_pull(task_ids=self.approval_task_id)) if self.approval_task_id else None
         if self.dry_run and not planned:
+            refused = self._refusal(context)
+            if refused:
+                # A dry run exists to find exactly this: it fails, with the refusal as its message.
+                message = f"dry run: would be refused at {refused[0]}: {refused[1]}"
+                self._ledger(context, "dry_run", message, [], approved_by)  # a dry run is no attempt
+                raise AirflowFailException(f"{self.app} {self.version} in {self.environment}: {message}; "
+                                           "nothing was touched")
             self._ledger(context, "dry_run", "dry run: nothing was touched", [], approved_by)
             self.log.info("dry run of %s %s in %s: nothing was touched", self.app, self.version, self.environment)
             return {"status": "dry_run", "dry_run": True, "hosts": []}
@@ -84,7 +92,9 @@ class ReleaseReportOperator(BaseOperator):
             return {"status": status, "summary": summary, "missing": missing, "hosts": outcomes}
         stopped_at = [] if planned else self._failed_gates(context)
         status = "refused" if stopped_at else plan.FAILED
-        message = f"stopped at {stopped_at[0]}" if stopped_at else summary
+        refusal = self._refusal(context) if not planned else None
+        message = (f"stopped at {refusal[0]}: {refusal[1]}" if refusal
+                   else f"stopped at {stopped_at[0]}" if stopped_at else summary)
         self._ledger(context, status, message, hosts, approved_by)
         raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
                                    f"complete: {message}")
@@ -99,6 +109,21 @@ class ReleaseReportOperator(BaseOperator):
                 for o in outcomes if o.get("serving")]
         if seen:
             adapters.ledger().observe(self.app, self.environment, seen, observed_by=run_id)
+
+    def _refusal(self, context: Context) -> tuple[str, str] | None:
+        """The first task before the hosts that failed, and its reason (``record_refusal``)."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        dag = context["dag"]
+        before = [t for t in dag.task_ids if t in dag.get_task(self.plan_task_id).get_flat_relative_ids(upstream=True)
+                  or t == self.plan_task_id]
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, task_ids=before,
+                                                     run_ids=[context["run_id"]]).get(context["run_id"], {})
+        failed = [t for t in dag.topological_sort() if t.task_id in before and states.get(t.task_id) == "failed"]
+        if not failed:
+            return None
+        reason = context["ti"].xcom_pull(task_ids=failed[0].task_id, key=XCOM_REFUSAL)
+        return failed[0].task_id, reason or "(no reason recorded; see its log)"
 
     def _failed_gates(self, context: Context) -> list[str]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
