@@ -55,6 +55,9 @@ ZOOKEEPER_PORT = 12181
 HAPROXY_ADMIN_PORT = 19100  # HAProxy's runtime API (stats socket, level admin)
 ALERTMANAGER_PORT = 19093
 PROMETHEUS_PORT = 19090
+# The demo app's management port, on each host's own address: Prometheus scrapes /metrics there,
+# so its keep-alive scrape connection is never in-flight traffic that a drain waits out.
+APP_METRICS_PORT = 9400
 PG_PORT = 15432
 AIRFLOW_PORT = 8080
 SMTP_PORT = 10025
@@ -305,7 +308,7 @@ def prepare_host(h: dict, pubkey: str) -> list[str]:
              if registry == "zookeeper" else f"ETCD_URL=http://127.0.0.1:{ETCD_PORT}\n")
     (shared / "app.env").write_text(
         f"GANTRY_APP={h['app']}\nGANTRY_ENV={h['env']}\nHOST_NAME={h['name']}\n"
-        f"BIND_ADDR={h['address']}\nPORT={cfg['port']}\n{where}")
+        f"BIND_ADDR={h['address']}\nPORT={cfg['port']}\nMETRICS_PORT={APP_METRICS_PORT}\n{where}")
     return [f"[{h['address']}]:{h.get('ssh_port', SSH_PORT)}", ktype, kdata]
 
 
@@ -582,7 +585,7 @@ def write_prometheus_files(directory: Path, targets: list[dict], alertmanager: s
 
 def prometheus_up(hosts: list[dict]) -> None:
     """The fleet's Prometheus, scraping every host's app; a running one re-reads its files (SIGHUP)."""
-    targets = [{**h, "port": app_config(h["app"])["port"]} for h in hosts]
+    targets = [{**h, "port": APP_METRICS_PORT} for h in hosts]
     directory = STATE / "prometheus"
     write_prometheus_files(directory, targets, f"127.0.0.1:{ALERTMANAGER_PORT}")
     running = read_pid("prometheus")

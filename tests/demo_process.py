@@ -36,7 +36,7 @@ def get(url: str, timeout: float = 5) -> tuple[int, str]:
 
 @contextlib.contextmanager
 def demo_app(directory: Path, version: str = "1.3.1", host: str = "web-1", env: str = "test",
-             **behaviour) -> Iterator[str]:
+             metrics_port: int | None = None, **behaviour) -> Iterator[str]:
     """Run the demo app ``version`` (built with ``behaviour``, as artifacts.build_demo_package
     takes it) until the block ends; yields its base URL once /health answers 200."""
     release = directory / f"{host}-{version}"
@@ -44,7 +44,8 @@ def demo_app(directory: Path, version: str = "1.3.1", host: str = "web-1", env: 
         tar.extractall(release, filter="data")
     port = free_port()
     env_vars = {**os.environ, "HOST_NAME": host, "GANTRY_APP": "demo", "GANTRY_ENV": env,
-                "BIND_ADDR": "127.0.0.1", "PORT": str(port)}
+                "BIND_ADDR": "127.0.0.1", "PORT": str(port),
+                **({"METRICS_PORT": str(metrics_port)} if metrics_port else {})}
     for key in ("ETCD_URL", "ZOOKEEPER_HOSTS", "PID_FILE"):
         env_vars.pop(key, None)
     log = open(directory / f"{host}-{version}.log", "wb")

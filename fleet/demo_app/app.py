@@ -45,6 +45,9 @@ ENVIRONMENT = os.environ.get("GANTRY_ENV", "test")
 HOST_NAME = os.environ.get("HOST_NAME", "localhost")
 BIND = os.environ.get("BIND_ADDR", "127.0.0.1")
 PORT = int(os.environ.get("PORT", "9000"))
+# With a management port, /metrics is served there only: a scraper's keep-alive connection then
+# never counts as a request in flight on the traffic port, which a graceful drain waits out.
+METRICS_PORT = int(os.environ.get("METRICS_PORT", "0"))
 ETCD = os.environ.get("ETCD_URL", "")
 # Or a Dubbo-style registry in ZooKeeper: a provider node under /dubbo/<service>/providers.
 ZOOKEEPER = os.environ.get("ZOOKEEPER_HOSTS", "")
@@ -243,8 +246,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(200 if ok else 503, "ok\n" if ok else "unavailable\n")
             elif path == "/version":
                 self.send(200, VERSION + "\n")
-            elif path == "/metrics":
+            elif path == "/metrics" and not (METRICS_PORT and self.server.server_address[1] == PORT):
                 self.send(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/metrics" or self.server.server_address[1] != PORT:
+                self.send(404, "not here\n")
             else:
                 started = time.monotonic()
                 params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
@@ -268,9 +273,18 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True  # scrapes are not traffic: the app never waits for them when it stops
+    block_on_close = False
+    allow_reuse_address = True
+
+
 def main() -> int:
     Handler.disable_nagle_algorithm = True
     server = Server((BIND, PORT), Handler)
+    if METRICS_PORT:
+        management = MetricsServer((BIND, METRICS_PORT), Handler)
+        threading.Thread(target=management.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
     if PID_FILE:
         Path(PID_FILE).write_text(str(os.getpid()))
     registration = ZooKeeperRegistration() if ZOOKEEPER else Registration()

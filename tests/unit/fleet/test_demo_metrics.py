@@ -103,3 +103,36 @@ def test_the_fleet_publishes_the_analysis_builds_with_the_schema_of_1_2_0():
     assert fleetctl.DEMO_BUILDS["1.3.1-slow"]["extra_latency_ms"] > 0 and fleetctl.DEMO_BUILDS["1.3.1"] == {}
     for version in fleetctl.DEMO_BUILDS:
         assert artifacts.MIGRATIONS[version] == artifacts.MIGRATIONS["1.2.0"]
+
+
+def test_with_a_management_port_a_held_scrape_connection_never_delays_a_graceful_stop(tmp_path):
+    """Prometheus keeps its scrape connection open; on the traffic port it would look like a
+    request in flight to the drain and hold the app's graceful stop (seen: drain timeouts)."""
+    import http.client
+    import socket
+    import subprocess
+
+    from demo_process import free_port
+
+    metrics_port = free_port()
+    with demo_app(tmp_path, "1.3.1", metrics_port=metrics_port) as base:
+        assert get(f"{base}/metrics")[0] == 404, "not on the traffic port"
+        scraper = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=5)
+        scraper.request("GET", "/metrics")
+        answer = scraper.getresponse()
+        assert answer.status == 200 and "demo_http_requests_total" in answer.read().decode()
+        # The scraper's connection stays open (keep-alive) while the app is told to stop.
+        port = int(base.rsplit(":", 1)[1])
+        pid = int(subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True,
+                                 check=True).stdout.split("pid=")[1].split(",")[0])
+        started = time.monotonic()
+        subprocess.run(["kill", "-TERM", str(pid)], check=True)
+        while time.monotonic() - started < 5:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                break
+            time.sleep(0.05)
+        stopped_in = time.monotonic() - started
+        scraper.close()
+    assert stopped_in < 2, f"the app took {stopped_in:.1f}s to stop with a scrape connection open"
