@@ -311,6 +311,8 @@ def history(rows: list[dict], base: str, limit: int = HISTORY_PAGE) -> dict:
                   "override_reason": r.get("override_reason"), "scope": r.get("scope"),
                   "started_at": _text_time(r.get("started_at")), "ended_at": _text_time(r.get("ended_at")),
                   "route": r.get("route"), "special": r.get("special"),
+                  "decisions": [{"kind": d["kind"], "by": d.get("by"), "detail": (d.get("detail") or "").split("\n")[0],
+                                 "at": _text_time(d.get("at"))} for d in r.get("decisions") or []],
                   "link": run_link(base, r["dag_id"], r["run_id"])} for r in page],
         "next_before": page[-1]["id"] if len(rows) > limit and page else None,
     }
@@ -446,6 +448,10 @@ def render_history(app: str, environment: str, page: dict) -> str:
         extra = f'<div class=muted>{_e(r["message"])}</div>' if r["message"] else ""
         if r["override_reason"]:
             extra += f'<div class="attempt failed">emergency: {_e(r["override_reason"])}</div>'
+        for d in r.get("decisions") or []:
+            if d["kind"] != "triggered":  # the trigger is the row's "by"
+                extra += (f'<div class="decision muted">{_e(d["kind"].replace("_", " "))} by '
+                          f'{_e(d["by"] or "nobody")}{": " + _e(d["detail"]) if d["detail"] else ""}</div>')
         rows.append(f'<tr class="hist-row {_e(r["status"])}" data-id="{r["id"]}"><td>{_when(r["started_at"])}</td>'
                     f'<td>{_e(r["kind"])}{" (partial)" if r["scope"] == "partial" else ""}</td>'
                     f'<td><b>{_e(r["version"])}</b></td><td>{_e(r["previous"] or "-")}</td>'

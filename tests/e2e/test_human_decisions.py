@@ -25,6 +25,13 @@ def as_user(name):
     return AirflowAPI(username=name, password=name)
 
 
+def decisions(run_id: str) -> list[dict]:
+    """The run's human decisions as the ledger keeps them."""
+    from gantry.hooks.ledger import LedgerHook
+
+    return LedgerHook().decisions(DAG, run_id)
+
+
 def test_confirmation_between_batches_only_from_the_configured_approver(perf, airflow):
     resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "batches": "1", "confirm_batches": True,
                                  "hosts": ["perf-demo-01", "perf-demo-02"]})
@@ -46,6 +53,10 @@ def test_confirmation_between_batches_only_from_the_configured_approver(perf, ai
     assert left_rotation_at(host_outcomes(airflow, DAG, run_id, tis)["perf-demo-02"]) >= approved_at
     assert set(fleet_state(env=ENV)["versions"].values()) == {"1.1.0", BASELINE}
     assert fleet_state(env=ENV)["versions"]["perf-demo-02"] == "1.1.0"
+    decided = decisions(run_id)
+    assert [(d["kind"], d["decided_by"]) for d in decided] == [("triggered", "admin"), ("batch_go_ahead", "alice")]
+    assert "start batch 2 of 2" in decided[1]["detail"], "what alice saw is kept"
+    assert "batch_go_ahead by alice: demo 1.1.0 in perf: start batch 2 of 2?" in airflow.log(DAG, run_id, "report")
 
 
 def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(perf, airflow, fleet):
@@ -67,3 +78,4 @@ def test_pause_at_the_failure_threshold_and_a_rejection_stops_the_rollout(perf, 
     after = fleet_state(env=ENV)
     assert set(after["versions"].values()) == {BASELINE}
     assert_all_in_rotation(after)
+    assert [(d["kind"], d["decided_by"]) for d in decisions(run_id)][-1] == ("batch_stopped", "alice")

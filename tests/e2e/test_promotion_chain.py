@@ -158,7 +158,8 @@ def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an
     assert states(airflow, promote("beta"), run_id)[("check_gates", -1)] == "failed"
     assert "has not passed staging" in airflow.log(promote("beta"), run_id, "check_gates")
     assert versions("beta") == {BASELINE}
-    assert ledger.history("demo", "beta", 1)[0]["status"] == "refused"
+    row = ledger.history("demo", "beta", 1)[0]
+    assert row["status"] == "refused" and [(d["kind"], d["by"]) for d in row["decisions"]][-1] == ("rejected", "alice")
 
     # A special version (marked at its first promotion) passes project, and is refused at prod
     # until it passed beta (unit tests: tests/unit/test_routes.py).
@@ -198,6 +199,7 @@ def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an
     row = ledger.history("demo", "beta", 1)[0]
     assert row["status"] == "refused" and row["message"].startswith("stopped at approve_release: ") \
         and not row["approved_by"], row
+    assert [(d["kind"], d["by"]) for d in row["decisions"]][-1] == ("no_answer", None)
     too_long = airflow.trigger(promote("beta"), {"app": "demo", "version": v, "approval_timeout_minutes": 600})
     assert too_long.status_code == 400, "a run may shorten the approval deadline, never extend it"
 
@@ -210,7 +212,8 @@ def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an
     assert answer.status_code == 200, answer.text
     assert airflow.wait_run(promote("beta"), rid) == "failed"
     assert versions("beta") == {BASELINE}
-    assert ledger.history("demo", "beta", 1)[0]["status"] == "refused"
+    row = ledger.history("demo", "beta", 1)[0]
+    assert row["status"] == "refused" and [(d["kind"], d["by"]) for d in row["decisions"]][-1] == ("rejected", "alice")
 
     # Approved by the configured approver only.
     rid, detail = ask({"app": "demo", "version": v, "auto_promote": False})
@@ -224,6 +227,8 @@ def test_a_special_version_passes_project_and_beta_and_beta_needs_staging_and_an
     assert workers(airflow, promote("beta"), rid) == {("prod-zone", "worker-prod-zone")}
     row = ledger.history("demo", "beta", 1)[0]
     assert row["status"] == "succeeded" and row["approved_by"] == "alice" and row["version"] == v
+    approved = [d for d in row["decisions"] if d["kind"] == "approved"]
+    assert [d["by"] for d in approved] == ["alice"] and f"{v} succeeded in staging" in approved[0]["detail"]
     assert row["special"] is True and row["route"] == ["dev", "project", "test", "staging", "beta", "prod"]
 
     # Having passed beta, the special version passes prod's upstream gate; only beta's soak time

@@ -59,9 +59,20 @@ SCHEMA = [
         WHERE status = 'approved'""",
     """CREATE INDEX IF NOT EXISTS gantry_release_finished
         ON gantry_release (app, environment, ended_at DESC NULLS LAST) WHERE status <> 'running'""",
+    # Every human decision of a run, with who made it and what they saw or said (DECISIONS).
+    """CREATE TABLE IF NOT EXISTS gantry_decision (
+        id bigserial PRIMARY KEY,
+        app text NOT NULL, environment text NOT NULL, dag_id text NOT NULL, run_id text NOT NULL,
+        kind text NOT NULL, decided_by text, detail text, decided_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE INDEX IF NOT EXISTS gantry_decision_run ON gantry_decision (dag_id, run_id, id)""",
 ]
 # The schema is created (or completed) while this relation, its newest, is missing.
-NEWEST_TABLE = "gantry_release_finished"
+NEWEST_TABLE = "gantry_decision_run"
+
+# What a human decided in a run (gantry_decision.kind): who started it, who overrode a window or
+# freeze and why, who answered the release approval (and what it showed them), who let a batch
+# go or stopped the rollout.
+DECISIONS = ("triggered", "override", "approved", "rejected", "no_answer", "batch_go_ahead", "batch_stopped")
 
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
@@ -174,6 +185,31 @@ class LedgerHook(BaseHook):
                 {"a": app, "e": environment, "k": kind, "v": version, "d": dag_id, "r": run_id, "by": triggered_by,
                  "s": status, "m": message, "h": json.dumps(hosts)})
 
+    def decide(self, *, app: str, environment: str, dag_id: str, run_id: str, kind: str, by: str | None,
+               detail: str | None = None) -> None:
+        """Record a human decision of the run (``kind`` one of DECISIONS).
+
+        :param app: the app released.
+        :param environment: where.
+        :param dag_id: the run's DAG.
+        :param run_id: the run.
+        :param kind: what was decided.
+        :param by: who decided (the Airflow user; None when nobody answered).
+        :param detail: what they saw (an approval's question) or said (an override's reason).
+        """
+        if kind not in DECISIONS:
+            raise ValueError(f"unknown decision {kind!r}; one of {', '.join(DECISIONS)}")
+        with self.engine().begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO gantry_decision (app, environment, dag_id, run_id, kind, decided_by, detail) "
+                "VALUES (:a, :e, :d, :r, :k, :by, :detail)"),
+                {"a": app, "e": environment, "d": dag_id, "r": run_id, "k": kind, "by": by, "detail": detail})
+
+    def decisions(self, dag_id: str, run_id: str) -> list[dict]:
+        """The run's human decisions, in the order they were made."""
+        return self._rows("SELECT kind, decided_by, detail, decided_at FROM gantry_decision "
+                          "WHERE dag_id=:d AND run_id=:r ORDER BY id", d=dag_id, r=run_id)
+
     def abandon(self, dag_id: str, run_id: str, message: str) -> bool:
         """Close a claim whose run ended without reporting (killed, marked failed by hand):
         the environment is free again. False when the claim was not running any more."""
@@ -270,10 +306,14 @@ class LedgerHook(BaseHook):
         return [Current(r["app"], r["environment"], r["version"], r["ended_at"], r["kind"], r["run_id"]) for r in rows]
 
     def history(self, app: str, environment: str, limit: int = 50, before: int | None = None) -> list[dict]:
-        """The environment's release attempts, newest first, each with its version's route.
+        """The environment's release attempts, newest first, each with its version's route and its
+        human decisions (``decisions``: kind, by, detail, at; in the order they were made).
         ``before``: the ``id`` of the last row of the previous page; the page continues after it."""
         return self._rows(
-            "SELECT r.*, v.special, v.route FROM gantry_release r LEFT JOIN gantry_version v "
+            "SELECT r.*, v.special, v.route, (SELECT COALESCE(jsonb_agg(jsonb_build_object('kind', d.kind, "
+            "'by', d.decided_by, 'detail', left(d.detail, 1000), 'at', d.decided_at) ORDER BY d.id), '[]') "
+            "FROM gantry_decision d WHERE d.dag_id=r.dag_id AND d.run_id=r.run_id) AS decisions "
+            "FROM gantry_release r LEFT JOIN gantry_version v "
             "ON v.app=r.app AND v.version=r.version WHERE r.app=:a AND r.environment=:e "
             "AND (CAST(:b AS bigint) IS NULL OR (r.started_at, r.id) < "
             "(SELECT started_at, id FROM gantry_release WHERE id=CAST(:b AS bigint))) "

@@ -92,8 +92,14 @@ class ClaimReleaseOperator(BaseOperator):
                     raise AirflowFailException(str(exc)) from exc
                 self.log.info("the reconciler is putting hosts back in %s; waiting for it", self.environment)
                 time.sleep(2)
+        run = {"app": self.app, "environment": self.environment, "dag_id": context["dag"].dag_id,
+               "run_id": context["run_id"]}
+        ledger.decide(**run, kind="triggered", by=who["triggered_by"],
+                      detail=f"{self.kind} {self.version or '(previous version)'}"
+                             + (f" on {', '.join(self.hosts)}" if self.hosts else ""))
         if self.override_reason:
             self.log.warning("EMERGENCY OVERRIDE by %s: %s", who["triggered_by"], self.override_reason)
+            ledger.decide(**run, kind="override", by=who["triggered_by"], detail=self.override_reason)
         self.log.info("%s of %s %s in %s opened in the ledger (running now: %s, triggered by %s)", self.kind,
                       self.app, self.version, self.environment, previous, who["triggered_by"])
         return {"previous_version": previous, **who}
@@ -235,6 +241,15 @@ class PromoteNextOperator(TriggerDagRunOperator):
         return super().execute(context)
 
 
+def record_answer(context: Context, environment: str, event: dict, *, question: str, yes: str, no: str) -> None:
+    """A human's answer in the ledger: who, what, and the question as they saw it."""
+    chosen = event.get("chosen_options") or []
+    who = (event.get("responded_by_user") or {}).get("name")
+    kind = "no_answer" if "error" in event or not who else yes if chosen == ["Approve"] else no
+    _ledger().decide(app=context["params"]["app"], environment=environment, dag_id=context["dag"].dag_id,
+                     run_id=context["run_id"], kind=kind, by=who, detail=question)
+
+
 class ReleaseApprovalOperator(ApprovalOperator):
     """Airflow's human approval, except for a release started at a window opening from the queue:
     that version was approved when it was queued, and the approval is checked in the ledger
@@ -258,6 +273,8 @@ class ReleaseApprovalOperator(ApprovalOperator):
                                  assigned_users=self.assigned_users, timeout=self.response_timeout, log=self.log,
                                  notifiers=self.notifiers, defaults=self.defaults, multiple=self.multiple,
                                  params=self.serialized_params)
+            record_answer(context, self.environment, event, question=f"{self.subject}\n\n{self.body}",
+                          yes="approved", no="rejected")
             return self.execute_complete(context, event)
         params = context["params"]
         entry = _ledger().queue_entry(int(queue_id))

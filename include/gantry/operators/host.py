@@ -270,6 +270,10 @@ class OfflineRestartOnlineOperator(HostOperator):
         event = ask_and_wait(context, subject=subject, body=body, options=["Approve", "Reject"],
                              assigned_users=[{"id": u, "name": u} for u in self.approvers] or None,
                              timeout=self.approval_timeout, log=self.log, notifiers=self.notifiers)
+        from gantry.operators.chain import record_answer
+
+        record_answer(context, self.environment, event, question=f"{subject}\n\n{body}", yes="batch_go_ahead",
+                      no="batch_stopped")
         return self.after_human(context, event)
 
     def after_human(self, context: Context, event: dict[str, Any]) -> dict:

@@ -64,6 +64,7 @@ class ReleaseReportOperator(BaseOperator):
                                                 "reason": "no step recorded an outcome (not run, or the task died)"}
                     for h in planned]
         approved_by = plan.approver(ti.xcom_pull(task_ids=self.approval_task_id)) if self.approval_task_id else None
+        self._decisions(context)
         if self.dry_run and not planned:
             refused = self._refusal(context)
             if refused:
@@ -98,6 +99,17 @@ class ReleaseReportOperator(BaseOperator):
         self._ledger(context, status, message, hosts, approved_by)
         raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
                                    f"complete: {message}")
+
+    def _decisions(self, context: Context) -> list[dict]:
+        """Every human decision of the run, logged with who made it (the ledger keeps them)."""
+        from gantry import adapters
+
+        decisions = adapters.ledger().decisions(context["dag"].dag_id, context["run_id"])
+        if decisions:
+            self.log.info("decisions:\n%s", "\n".join(
+                f"  {d['decided_at']:%H:%M:%S}  {d['kind']} by {d['decided_by'] or 'nobody'}"
+                + (f": {d['detail'].splitlines()[0]}" if d["detail"] else "") for d in decisions))
+        return decisions
 
     def _observe(self, outcomes: Sequence[dict], run_id: str) -> None:
         """What the release saw each host end on, for "what runs where" (drift)."""

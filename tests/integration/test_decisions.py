@@ -1,0 +1,46 @@
+"""Every human decision of a run, with who made it, in the ledger (hooks/ledger.py decide,
+decisions, history) and on the release board's history page (board.history, render_history)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gantry.board import history, render_history
+from gantry.hooks.ledger import LedgerHook
+
+
+@pytest.fixture
+def ledger(fleet):
+    hook = LedgerHook()
+    yield hook
+    import sqlalchemy as sa
+
+    with hook.engine().begin() as conn:
+        for table in ("gantry_decision", "gantry_release"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE environment LIKE 'itest-%'"))
+
+
+def test_decisions_are_kept_in_order_with_who_and_what_they_saw_and_shown_on_the_board(ledger):
+    env, run_id = f"itest-{uuid.uuid4().hex[:6]}", f"manual__{uuid.uuid4().hex}"
+    run = {"app": "demo", "environment": env, "dag_id": f"gantry_promote_{env}", "run_id": run_id}
+    ledger.claim(app="demo", environment=env, kind="promote", version="2.0.0", dag_id=run["dag_id"], run_id=run_id,
+                 triggered_by="rita", scope="full", auto=False, override_reason="INC-4711 payment outage",
+                 previous_version="1.0.0")
+    ledger.decide(**run, kind="triggered", by="rita", detail="promote 2.0.0")
+    ledger.decide(**run, kind="override", by="rita", detail="INC-4711 payment outage")
+    ledger.decide(**run, kind="approved", by="alice", detail="Release demo 2.0.0?\n\nRunning there now: 1.0.0")
+    ledger.decide(**run, kind="batch_stopped", by="alice", detail="start batch 2 of 3?")
+    got = ledger.decisions(run["dag_id"], run_id)
+    assert [(d["kind"], d["decided_by"]) for d in got] == [
+        ("triggered", "rita"), ("override", "rita"), ("approved", "alice"), ("batch_stopped", "alice")]
+    assert got[2]["detail"].endswith("Running there now: 1.0.0"), "what the approver saw is kept"
+    with pytest.raises(ValueError, match="unknown decision 'vetoed'"):
+        ledger.decide(**run, kind="vetoed", by="bob")
+
+    rows = ledger.history("demo", env, 10)
+    assert [d["kind"] for d in rows[0]["decisions"]] == ["triggered", "override", "approved", "batch_stopped"]
+    page = history(rows, "http://127.0.0.1:8080")
+    html = render_history("demo", env, page)
+    assert "approved by alice: Release demo 2.0.0?" in html and "batch stopped by alice" in html
+    assert "triggered by" not in html, "the trigger is the row's own 'by' column"
