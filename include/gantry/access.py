@@ -22,8 +22,9 @@ Plain Python: no Airflow import, so DAG files, the fleet and the unit tests all 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 if TYPE_CHECKING:
     from gantry.config import EnvironmentConfig, GantryConfig
@@ -85,6 +86,8 @@ ANSWER_PERMISSIONS: frozenset[Permission] = frozenset({
 TRIGGERED_BY = {"promote": RELEASE, "queue": RELEASE, "scheduled": RELEASE, "rollback": ROLLBACK}
 HOLDS_APPROVALS = ("promote", "queue", "rollback")
 RECONCILE_DAG_ID = "gantry_reconcile"
+# [core] auth_manager of the FAB auth manager (apache-airflow-providers-fab).
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,38 @@ def who_may(config: GantryConfig, action: str) -> dict[str, tuple[str, ...]]:
     """
     return {name: env.access.readers() if action == VIEW else env.access.grant(action).roles
             for name, env in config.environments.items()}
+
+
+def uses_fab(auth_manager: str) -> bool:
+    """Whether ``auth_manager`` (Airflow's ``[core] auth_manager``) is FAB's, the one that enforces
+    DAG-level ``access_control``; Airflow's DAG processor syncs DAG permissions on the same test.
+
+    :param auth_manager: the configured auth manager's import path.
+    """
+    return "FabAuthManager" in auth_manager
+
+
+def configured_auth_manager() -> str:
+    """Airflow's ``[core] auth_manager`` as this process sees it: the environment variable, else
+    Airflow's configuration (already loaded wherever DAG files are parsed), else empty."""
+    name = os.environ.get("AIRFLOW__CORE__AUTH_MANAGER")
+    if name is not None:
+        return name
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # no Airflow here (unit tests, the fleet): nothing enforces access_control
+        return ""
+    return conf.get("core", "auth_manager", fallback="")
+
+
+def when_enforced(access_control: Callable[[], AccessControl]) -> dict:
+    """A DAG's ``access_control`` keyword when Airflow runs the FAB auth manager, which enforces
+    it; nothing under any other (the SimpleAuthManager ignores it, and Airflow 3 warns about every
+    DAG that sets it). ``access_control`` is computed only when it applies.
+
+    :param access_control: makes the DAG's access_control.
+    """
+    return {"access_control": access_control()} if uses_fab(configured_auth_manager()) else {}
 
 
 def access_with(base: Access, changes: Mapping[str, Grant]) -> Access:
