@@ -18,7 +18,8 @@ else, on ``DAG:<dag_id>`` or globally on ``DAGs``) *and* the global permission o
 let every role that may edit a DAG (an approver answering in it) trigger it too. Answering a
 human-in-the-loop request is ``can_edit`` on the DAG plus the global ``can_edit`` on ``HITL Detail``.
 
-Plain Python: no Airflow import, so DAG files, the fleet and the unit tests all use it cheaply.
+Plain Python: no Airflow import at module level (only ``configured_auth_manager`` reads Airflow's
+configuration, where it is installed), so DAG files, the fleet and the unit tests use it cheaply.
 """
 from __future__ import annotations
 
