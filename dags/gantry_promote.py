@@ -34,7 +34,7 @@ for env, dag_id in dags_to_build(config, "promote"):  # in a task's process: onl
     release = {"app": "{{ params.app }}", "version": VERSION, "environment": env.name}
     with DAG(dag_id=dag_id, description=f"Promote an app version to {env.name}", doc_md=DOC.format(env=env.name),
              params=promotion_params(config, env), tags=["gantry", f"env:{env.name}", "promote"],
-             **release_dag_args(env)) as dag:
+             **release_dag_args(env, "promote")) as dag:
         claim = ClaimReleaseOperator(task_id="claim_release", kind="promote", hosts="{{ params.hosts }}",
                                      batches="{{ params.batches }}",
                                      failure_threshold="{{ params.failure_threshold }}",

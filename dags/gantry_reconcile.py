@@ -5,6 +5,8 @@ import os
 
 from airflow.sdk import DAG, Param, TriggerRule, get_parsing_context
 
+from gantry.access import reconcile_access_control, when_enforced
+from gantry.config import load_config
 from gantry.operators.reconcile import (
     HOST_LABEL, RECONCILE_DAG_ID, ObserveFleetOperator, ReconcileHostOperator, ReconcileReportOperator)
 
@@ -32,7 +34,9 @@ if get_parsing_context().dag_id in (None, RECONCILE_DAG_ID):
              tags=["gantry", "reconcile"], default_args={"retries": 0, "execution_timeout": dt.timedelta(minutes=10)},
              params={"environments": Param([], type="array", items={"type": "string"}, title="Environments (optional)",
                                            description="Only these environments, one per line. Empty: all.")},
-             render_template_as_native_obj=True) as dag:
+             render_template_as_native_obj=True,
+             # Under the FAB auth manager: whoever may roll back somewhere may run the sweep.
+             **when_enforced(lambda: reconcile_access_control(load_config()))) as dag:
         observe = ObserveFleetOperator(task_id="observe_hosts", environments="{{ params.environments }}")
         put_back = ReconcileHostOperator.partial(task_id="reconcile_host", map_index_template=HOST_LABEL).expand(
             host=observe.output)

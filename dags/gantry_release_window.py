@@ -32,7 +32,7 @@ for env, dag_id in dags_to_build(config, "queue"):  # in a task's process: only 
         continue
     with DAG(dag_id=dag_id, description=f"Approve an app version now, release it at the next {env.name} window",
              doc_md=QUEUE_DOC.format(env=env.name), schedule=None, params=queue_params(config),
-             tags=["gantry", f"env:{env.name}", "queue"], **dag_defaults(env)) as queue_dag:
+             tags=["gantry", f"env:{env.name}", "queue"], **dag_defaults(env, "queue")) as queue_dag:
         version = {"app": "{{ params.app }}", "version": VERSION, "environment": env.name}
         approve = [approval_task(env, for_window=True)] if env.approval else []
         chain(CheckGatesOperator(task_id="check_gates", special="{{ params.special }}", retries=0, **version),
@@ -47,7 +47,7 @@ for env, dag_id in dags_to_build(config, "scheduled"):
     timetable = ReleaseWindowTimetable(env.window, env.name)
     with DAG(dag_id=dag_id, description=f"Release the queued versions at each {env.name} window opening",
              doc_md=SCHEDULED_DOC.format(env=env.name, window=timetable.window.describe()), schedule=timetable,
-             max_active_runs=1, tags=["gantry", f"env:{env.name}", "scheduled"], **dag_defaults(env)) as scheduled_dag:
+             max_active_runs=1, tags=["gantry", f"env:{env.name}", "scheduled"], **dag_defaults(env, "scheduled")) as scheduled_dag:
         taken = TakeQueuedReleasesOperator(task_id="take_queued", environment=env.name, retries=0)
         TriggerDagRunOperator.partial(
             task_id="start_release", trigger_dag_id=f"gantry_promote_{env.name}", wait_for_completion=False,

@@ -31,7 +31,7 @@ for env, dag_id in dags_to_build(config, "rollback"):  # in a task's process: on
                "environment": env.name}
     with DAG(dag_id=dag_id, description=f"Roll an app in {env.name} back", doc_md=DOC.format(env=env.name),
              params=rollback_params(config, env), tags=["gantry", f"env:{env.name}", "rollback"],
-             **release_dag_args(env)) as dag:
+             **release_dag_args(env, "rollback")) as dag:
         target = ResolveRollbackTargetOperator(task_id="resolve_target", app="{{ params.app }}",
                                                version=VERSION, environment=env.name)
         claim = ClaimReleaseOperator(task_id="claim_release", kind="rollback", hosts="{{ params.hosts }}",

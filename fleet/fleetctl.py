@@ -76,6 +76,11 @@ DEMO_BUILDS = {"1.3.1": {}, "1.3.1-errors": {"error_ratio": 0.05}, "1.3.1-slow":
 DEMO_USERS = ("admin", "alice", "bob")
 # Gantry's own user of Airflow's REST API (read-only): waiting approvals read their answers as it.
 SERVICE_USER = "gantry"
+# Under the FAB auth manager (fab_setup; not the default yet): one user of each kind of Gantry
+# role (gantry.access), password = name, and the service user as FAB's read-only Viewer.
+FAB_DEMO_USERS = {"victor": "ReleaseViewer", "dana": "Developer", "rita": "ReleaseManager",
+                  "alice": "Approver", "oscar": "OnCall", "admin": "Admin"}
+SERVICE_USER_FAB_ROLE = "Viewer"
 
 
 # ---------------------------------------------------------------- helpers
@@ -965,6 +970,93 @@ def airflow_down() -> None:
 
 
 # ---------------------------------------------------------------- deploy a baseline directly
+def fab_role_commands(roles: dict[str, frozenset[tuple[str, str]]]) -> list[list[str]]:
+    """The ``airflow roles`` commands that create ``roles`` (name -> (action, resource)
+    permissions) with their permissions. ``roles add-perms`` grants every action it is given on
+    every resource to every role, so the roles that need the same resources for an action share
+    one command: a handful of CLI calls, each a few seconds, instead of one per permission.
+
+    :param roles: the roles and their global permissions (gantry.access.fab_roles).
+    """
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for role in sorted(roles):
+        for action in sorted({a for a, _ in roles[role]}):
+            resources = tuple(sorted(r for a, r in roles[role] if a == action))
+            groups.setdefault((action, resources), []).append(role)
+    commands = [["roles", "create", *sorted(roles)]]
+    for (action, resources), members in sorted(groups.items()):
+        commands.append(["roles", "add-perms", *members, "-r", *resources, "-a", action])
+    return commands
+
+
+def cli_json(output: str) -> list:
+    """The JSON list an ``airflow ... -o json`` command printed; Airflow may log warnings to
+    stdout before it.
+
+    :param output: the command's standard output.
+    """
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("[")), None)
+    return json.loads("\n".join(lines[start:])) if start is not None else []
+
+
+def fab_user_commands(users: dict[str, str], existing: set[str], service_password: str) -> list[list[str]]:
+    """The ``airflow users create`` commands for the demo users (password = name) and Gantry's
+    service user that ``existing`` does not hold yet.
+
+    :param users: user name -> role.
+    :param existing: user names already in FAB's database.
+    :param service_password: the service user's password (from the fleet's secrets).
+    """
+    wanted = {**{u: (role, u) for u, role in users.items()},
+              SERVICE_USER: (SERVICE_USER_FAB_ROLE, service_password)}
+    return [["users", "create", "--username", user, "--firstname", user, "--lastname", "Gantry demo",
+             "--email", f"{user}@example.com", "--role", role, "--password", password]
+            for user, (role, password) in sorted(wanted.items()) if user not in existing]
+
+
+def fab_setup(env: dict[str, str] | None = None) -> None:
+    """Create Gantry's FAB roles (gantry.access.fab_roles, from config/gantry.yaml) and the demo
+    users in the Airflow database of ``env``, which must run the FAB auth manager. Idempotent:
+    existing roles get the permissions they lack (none are taken away: ``airflow roles
+    del-perms`` does that), existing users are left as they are. Not run by ``up`` yet.
+
+    The order matters: ``sync-perm`` creates FAB's resources and built-in roles; the roles must
+    exist before a DAG naming them in its access_control is synced (otherwise that DAG's file
+    gets an import error until the next parse); ``sync-perm --include-dags`` then applies the
+    DAGs' access_control without waiting for the DAG processor.
+
+    :param env: the Airflow environment; default: the local fleet's, with the FAB auth manager.
+    """
+    sys.path.insert(0, str(REPO / "include"))
+    from gantry.access import FAB_AUTH_MANAGER, fab_roles, uses_fab
+    from gantry.config import load_config
+
+    if env is None:
+        env = {**os.environ, **airflow_env(), "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
+    if not uses_fab(env.get("AIRFLOW__CORE__AUTH_MANAGER", "")):
+        raise SystemExit("fab-setup: AIRFLOW__CORE__AUTH_MANAGER is not the FAB auth manager "
+                         f"({FAB_AUTH_MANAGER})")
+
+    def airflow(*args: str) -> str:
+        done = sh(airflow_cmd(), *args, env=env, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"fab-setup: airflow {' '.join(args[:2])} failed: {(done.stderr or done.stdout).strip()[-800:]}")
+        return done.stdout
+
+    started = time.monotonic()
+    airflow("sync-perm")
+    for command in fab_role_commands(fab_roles(load_config(env.get("GANTRY_CONFIG")))):
+        airflow(*command)
+    existing = {u["username"] for u in cli_json(airflow("users", "list", "-o", "json"))}
+    service_password = json.loads((STATE / "airflow-secrets.json").read_text())["service"] \
+        if (STATE / "airflow-secrets.json").exists() else os.urandom(18).hex()
+    for command in fab_user_commands(FAB_DEMO_USERS, existing, service_password):
+        airflow(*command)
+    airflow("sync-perm", "--include-dags")
+    log(f"fab: roles and users ready in {time.monotonic() - started:.1f}s")
+
+
 def ssh_cmd(h: dict) -> list[str]:
     return ["ssh", "-i", str(STATE / "ssh/id_ed25519"), "-o", f"UserKnownHostsFile={STATE}/ssh/known_hosts",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(h.get("ssh_port", SSH_PORT)),
@@ -1066,7 +1158,7 @@ def status() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["up", "down", "airflow-up", "airflow-down", "bootstrap", "reset", "status",
-                                        "env-file", "switch-executor"])
+                                        "env-file", "switch-executor", "fab-setup"])
     ap.add_argument("version", nargs="?", default="1.0.0",
                     help="bootstrap, reset: the version to install; switch-executor: local or celery")
     a = ap.parse_args()
@@ -1086,6 +1178,8 @@ def main() -> None:
         reset(a.version)
     elif a.command == "env-file":
         print(write_env_file())
+    elif a.command == "fab-setup":  # FAB roles and demo users (README, Who may do what); not part of up yet
+        fab_setup()
     elif a.command == "switch-executor":
         if a.version not in EXECUTORS:
             raise SystemExit(f"switch-executor: expected one of {', '.join(EXECUTORS)}")

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from gantry.access import ACTIONS, APPROVE, DEFAULT_ACCESS, USER_ACTIONS, Access, Grant, access_with
 from gantry.analysis import (
     DEFAULT_METRICS, DIRECTIONS, UNDECIDED_ACTIONS, AnalysisConfig, AnalysisError, MetricSpec)
 
@@ -107,7 +108,9 @@ class EnvironmentConfig:
     queue: str | None = None
     confirm_between_batches: bool = False  # a human confirms before each batch after the first
     on_threshold: str = "halt"           # failure threshold reached: "halt" or "pause" (ask a human)
-    approvers: tuple[str, ...] = ()      # Airflow users who may answer; empty: any user with access
+    # Airflow users who may answer; empty: any user whose role may approve. The short form of
+    # access.approve.users, and always equal to it once loaded.
+    approvers: tuple[str, ...] = ()
     approval_timeout_minutes: float = 60
     upstream: str | None = None          # a version must have succeeded there first (verified upstream)
     soak_minutes: float = 0              # ... and been current there for at least this long
@@ -126,6 +129,8 @@ class EnvironmentConfig:
     retry_delay_seconds: float = 5
     # Verifying a release from metrics (README, Analysis); None: not configured.
     analysis: AnalysisConfig | None = None
+    # Who may release, roll back, approve, override and view (gantry.access; README, Who may do what).
+    access: Access = DEFAULT_ACCESS
     description: str = ""
 
     def pool(self, app: str) -> str:
@@ -434,6 +439,57 @@ def _analysis(raw: Any, where: str) -> AnalysisConfig:
     return AnalysisConfig(**raw)
 
 
+# An access entry's names: FAB role names and Airflow user names (FAB allows 64 characters).
+MAX_NAME_LENGTH = 64
+
+
+def _names(raw: Any, where: str) -> tuple[str, ...]:
+    """A list of role or user names, each once, in the given order."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list of names, got {raw!r}")
+    for name in raw:
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > MAX_NAME_LENGTH:
+            raise ConfigError(f"{where}: {name!r} is not a name (text of 1 to {MAX_NAME_LENGTH} characters, "
+                              "without spaces around it)")
+    return tuple(dict.fromkeys(raw))
+
+
+def _grant(raw: Any, action: str, where: str) -> Grant:
+    """One action's grant: a list of role names, or ``{roles: [...], users: [...]}``. A mapping
+    without ``roles`` keeps the action's default roles and narrows them to its users."""
+    if isinstance(raw, list):
+        raw = {"roles": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a list of role names or a mapping with roles and users, got {raw!r}")
+    _check_keys(raw, ("roles", "users"), where)
+    if raw.get("users") and action not in USER_ACTIONS:
+        raise ConfigError(f"{where}.users: Airflow grants {action} to roles only (FAB's DAG permissions), so name "
+                          f"a role here; users may be listed under {' and '.join(USER_ACTIONS)}")
+    roles = _names(raw["roles"], f"{where}.roles") if "roles" in raw else DEFAULT_ACCESS.grant(action).roles
+    return Grant(roles=roles, users=_names(raw.get("users"), f"{where}.users"))
+
+
+def _access(raw: Any, where: str) -> Access:
+    """An environment's access section; each action it names replaces that action's default."""
+    raw = _mapping(raw, where)
+    _check_keys(raw, ACTIONS, where)
+    return access_with(DEFAULT_ACCESS, {action: _grant(value, action, f"{where}.{action}")
+                                        for action, value in raw.items()})
+
+
+def _with_approvers(access: Access, approvers: tuple[str, ...], raw_access: Any, where: str) -> Access:
+    """``approvers`` is the short form of ``access.approve.users``: one of the two names them."""
+    if not approvers:
+        return access
+    approve = raw_access.get(APPROVE) if isinstance(raw_access, dict) else None
+    if isinstance(approve, dict) and approve.get("users"):
+        raise ConfigError(f"{where}: approvers and access.approve.users both name who may approve; keep one "
+                          "(approvers is the short form of access.approve.users)")
+    return access_with(access, {APPROVE: Grant(roles=access.approve.roles, users=approvers)})
+
+
 def _environment(name: str, raw: Any) -> EnvironmentConfig:
     from gantry.plan import PlanError, validate_amount, validate_batch_plan
 
@@ -473,6 +529,10 @@ def _environment(name: str, raw: Any) -> EnvironmentConfig:
     e["window"] = _window(e.get("window"), f"{where}.window")
     if "analysis" in e:
         e["analysis"] = _analysis(e["analysis"], f"{where}.analysis")
+    raw_access = e.get("access")
+    access = _access(raw_access, f"{where}.access")
+    e["access"] = _with_approvers(access, e.get("approvers", ()), raw_access, where)
+    e["approvers"] = e["access"].approve.users
     return EnvironmentConfig(name=name, **e)
 
 

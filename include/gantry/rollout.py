@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from airflow.sdk import get_parsing_context, task_group
 
+from gantry.access import dag_access_control, when_enforced
 from gantry.config import EnvironmentConfig, GantryConfig
 from gantry.notify import approval_notifiers, run_notifiers
 from gantry.operators.chain import ReleaseApprovalOperator
@@ -70,14 +71,28 @@ def dags_to_build(config: GantryConfig, kind: str) -> Iterator[tuple[Environment
             yield env, dag_id
 
 
-def dag_defaults(env: EnvironmentConfig) -> dict:
-    """What every DAG of an environment shares: no backfill, native templates, its alerts, and
-    its workers: with a ``queue`` in the config every task runs on the workers of that queue,
-    the ones placed where the environment's hosts, load balancer, registry and database can be
-    reached (README, Scale-out)."""
+def access_control_args(env: EnvironmentConfig, kind: str) -> dict:
+    """The DAG's ``access_control`` (who may see, trigger and answer it; gantry.access) when
+    Airflow runs the FAB auth manager; nothing under any other.
+
+    :param env: the environment.
+    :param kind: ``promote``, ``rollback``, ``queue`` or ``scheduled``.
+    """
+    return when_enforced(lambda: dag_access_control(env.access, kind))
+
+
+def dag_defaults(env: EnvironmentConfig, kind: str) -> dict:
+    """What every DAG of an environment shares: no backfill, native templates, its alerts, who
+    may do what with it (under FAB), and its workers: with a ``queue`` in the config every task
+    runs on the workers of that queue, the ones placed where the environment's hosts, load
+    balancer, registry and database can be reached (README, Scale-out).
+
+    :param env: the environment.
+    :param kind: the DAG's kind: ``promote``, ``rollback``, ``queue`` or ``scheduled``.
+    """
     return dict(start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), catchup=False,
                 render_template_as_native_obj=True, **run_notifiers(env.name, env.notify),
-                default_args={"queue": env.queue} if env.queue else {})
+                **access_control_args(env, kind), default_args={"queue": env.queue} if env.queue else {})
 
 
 # Where a failed task leaves its reason, for the report (a dry run that would be refused says why).
@@ -92,9 +107,13 @@ def record_refusal(context: dict) -> None:
         context["ti"].xcom_push(key=XCOM_REFUSAL, value=str(exception)[:2000])
 
 
-def release_dag_args(env: EnvironmentConfig) -> dict:
-    """A release DAG's defaults: one run at a time, retries with backoff for transient faults."""
-    defaults = dag_defaults(env)
+def release_dag_args(env: EnvironmentConfig, kind: str) -> dict:
+    """A release DAG's defaults: one run at a time, retries with backoff for transient faults.
+
+    :param env: the environment.
+    :param kind: ``promote`` or ``rollback``.
+    """
+    defaults = dag_defaults(env, kind)
     task_defaults = defaults.pop("default_args")
     return dict(schedule=None, max_active_runs=1, **defaults, default_args={
         **task_defaults,

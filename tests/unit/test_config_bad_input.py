@@ -176,6 +176,40 @@ def test_a_window_that_is_not_a_mapping_is_refused(tmp_path):
         load_config(write(tmp_path, changed("environments.prod.window", "always")))
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("environments.prod.access", ["ReleaseManager"], "environments.prod.access: expected a mapping of keys"),
+    ("environments.prod.access", {"relase": ["ReleaseManager"]},
+     "environments.prod.access: unknown key 'relase'; did you mean 'release'"),
+    ("environments.prod.access", {"release": "ReleaseManager"},
+     "environments.prod.access.release: expected a list of role names or a mapping with roles and users"),
+    ("environments.prod.access", {"release": {"role": ["ReleaseManager"]}},
+     "environments.prod.access.release: unknown key 'role'; did you mean 'roles'"),
+    ("environments.prod.access", {"release": {"roles": "ReleaseManager"}},
+     "environments.prod.access.release.roles: expected a list of names, got 'ReleaseManager'"),
+    ("environments.prod.access", {"view": ["ReleaseViewer", ""]},
+     "environments.prod.access.view.roles: '' is not a name"),
+    ("environments.prod.access", {"rollback": ["OnCall", 7]},
+     "environments.prod.access.rollback.roles: 7 is not a name"),
+    ("environments.prod.access", {"release": {"roles": ["ReleaseManager"], "users": ["rita"]}},
+     "environments.prod.access.release.users: Airflow grants release to roles only"),
+    ("environments.prod.access", {"approve": {"users": ["bob"]}},
+     "environments.prod: approvers and access.approve.users both name who may approve; keep one"),
+])
+def test_a_malformed_access_section_is_refused_naming_the_key(tmp_path, key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, changed(key, value)))
+
+
+def test_approvers_and_access_approve_users_are_one_list(tmp_path):
+    """VALID's prod names approvers: they become access.approve.users; given only there, they
+    become approvers."""
+    assert load_config(write(tmp_path, VALID)).environment("prod").access.approve.users == ("alice",)
+    raw = changed("environments.prod.approvers", DELETE)
+    raw["environments"]["prod"]["access"] = {"approve": {"roles": ["Approver"], "users": ["bob", "bob"]}}
+    prod = load_config(write(tmp_path, raw)).environment("prod")
+    assert prod.approvers == ("bob",) and prod.access.approve.roles == ("Approver",)
+
+
 def test_a_bad_config_is_a_dag_import_error_naming_the_key(tmp_path, monkeypatch):
     """What an operator sees: the DAG files fail to import, so no run can start from the bad file."""
     from airflow.dag_processing.dagbag import DagBag

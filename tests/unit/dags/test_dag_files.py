@@ -141,3 +141,23 @@ def test_an_environment_before_an_optional_one_has_a_promotion_task_for_each_rou
     assert {t.task_id: t.trigger_dag_id for t in staging.tasks if t.task_id.startswith("promote_")} == {
         "promote_beta": "gantry_promote_beta", "promote_prod": "gantry_queue_prod"}
     assert dev.params.get_param("special").schema["type"] == ["null", "boolean"]
+
+
+def test_under_fab_every_gantry_dag_carries_its_access_control_and_otherwise_none(monkeypatch):
+    """The FAB auth manager enforces DAG-level access_control; the SimpleAuthManager demo gets
+    DAGs without it, as before."""
+    from gantry.access import FAB_AUTH_MANAGER, all_access_controls
+    from gantry.config import load_config
+
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER",
+                       "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager")
+    assert all(dag.access_control is None for dag in DagBag(str(REPO / "dags")).dags.values())
+
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", FAB_AUTH_MANAGER)
+    bag = DagBag(str(REPO / "dags"))
+    assert bag.import_errors == {}
+    expected = all_access_controls(load_config())
+    assert {dag_id: dag.access_control for dag_id, dag in bag.dags.items()} == expected
+    prod = bag.dags["gantry_promote_prod"].access_control
+    assert prod["OnCall"] == {"DAGs": {"can_read"}, "DAG Runs": {"can_read"}}
+    assert prod["ReleaseManager"] == {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}}

@@ -66,3 +66,40 @@ def test_prometheus_scrapes_every_host_labelled_and_alerts_the_fleets_alertmanag
 def test_the_prometheus_connection_is_written_beside_the_others():
     conn = json.loads(fleetctl.airflow_env("local")["AIRFLOW_CONN_GANTRY_PROMETHEUS"])
     assert (conn["conn_type"], conn["host"], conn["port"]) == ("http", "127.0.0.1", fleetctl.PROMETHEUS_PORT)
+
+
+def test_fab_role_commands_grant_each_role_exactly_its_permissions():
+    """Replaying the add-perms commands (roles x resources x actions, as the FAB CLI grants them)
+    gives each role its permissions from gantry.access, and nothing more."""
+    from gantry.access import fab_roles
+    from gantry.config import load_config
+
+    import fleetctl
+
+    roles = fab_roles(load_config())
+    commands = fleetctl.fab_role_commands(roles)
+    assert commands[0] == ["roles", "create", *sorted(roles)]
+    granted: dict[str, set] = {role: set() for role in roles}
+    for command in commands[1:]:
+        assert command[:2] == ["roles", "add-perms"]
+        r, a = command.index("-r"), command.index("-a")
+        for role in command[2:r]:
+            granted[role] |= {(action, resource) for resource in command[r + 1:a] for action in command[a + 1:]}
+    assert granted == {role: set(perms) for role, perms in roles.items()}
+    assert len(commands) <= 8  # grouped: each CLI call costs seconds
+
+
+def test_fab_user_commands_create_only_the_missing_users_each_with_its_role():
+    import fleetctl
+
+    commands = fleetctl.fab_user_commands(fleetctl.FAB_DEMO_USERS, existing={"admin", "rita"}, service_password="s3")
+    created = {c[c.index("--username") + 1]: (c[c.index("--role") + 1], c[c.index("--password") + 1]) for c in commands}
+    assert created == {"victor": ("ReleaseViewer", "victor"), "dana": ("Developer", "dana"),
+                       "alice": ("Approver", "alice"), "oscar": ("OnCall", "oscar"),
+                       fleetctl.SERVICE_USER: ("Viewer", "s3")}
+
+
+def test_cli_json_skips_what_airflow_logs_before_the_list():
+    out = '2026-12-02T16:48:24Z [warning  ] Using `httpx` ... deprecated\n[{"username": "admin"}]\n'
+    assert fleetctl.cli_json(out) == [{"username": "admin"}]
+    assert fleetctl.cli_json("") == []
