@@ -172,10 +172,12 @@ def matrix(config: GantryConfig, latest: list[dict], hosts: list[dict], running:
     return {"apps": list(config.apps), "environments": envs, "cells": cells}
 
 
-def progress(tasks: list[dict], plan: list[dict] | None) -> dict:
+def progress(tasks: list[dict], plan: list[dict] | None, asking: set[tuple[str, int]] = frozenset()) -> dict:
     """A release's progress from its task instances and its batch plan (``collect_hosts``):
     batch k of n (the latest batch whose hosts started), hosts released, out of rotation (their
-    release step runs), failed, waiting; the step the run is at when no host is."""
+    release step runs), failed, waiting; the step the run is at when no host is. ``asking``:
+    the (task_id, map_index) of the run's unanswered questions - a host whose release task runs
+    to ask a human is still in rotation, waiting (gantry.hitl waits in the task)."""
     names = {p.get("index", i): p.get("name") for i, p in enumerate(plan or [])}
     batch_of = {p.get("index", i): p.get("batch", 0) for i, p in enumerate(plan or [])}
     batches = max((p.get("batches", 1) for p in plan), default=0) if plan else 0
@@ -185,9 +187,11 @@ def progress(tasks: list[dict], plan: list[dict] | None) -> dict:
         if t["task_id"] in (STAGE_TASK, RELEASE_TASK) and t["map_index"] >= 0:
             h = hosts.setdefault(t["map_index"], {"name": t.get("label") or names.get(t["map_index"])
                                                   or f"#{t['map_index']}", "stage": None, "release": None})
-            h["stage" if t["task_id"] == STAGE_TASK else "release"] = t["state"]
+            state = WAITING_ON_A_HUMAN if (t["task_id"], t["map_index"]) in asking else t["state"]
+            h["stage" if t["task_id"] == STAGE_TASK else "release"] = state
         elif t["state"] in ("running", "queued", "scheduled", "deferred", "up_for_retry", WAITING_ON_A_HUMAN):
-            step = step or {"task_id": t["task_id"], "state": t["state"]}
+            state = WAITING_ON_A_HUMAN if (t["task_id"], t["map_index"]) in asking else t["state"]
+            step = step or {"task_id": t["task_id"], "state": state}
     counts = {"released": 0, "out_of_rotation": 0, "failed": 0, "waiting": 0}
     started_batches = []
     for i, h in hosts.items():
@@ -222,7 +226,9 @@ def in_flight(running: list[dict], airflow: AirflowState, base: str) -> list[dic
             "previous_version": r.get("previous_version"), "triggered_by": r.get("triggered_by"),
             "started_at": _text_time(r.get("started_at")), "dag_id": r["dag_id"], "run_id": r["run_id"],
             "run_state": run.get("state"), "link": run_link(base, *key),
-            **progress(airflow.tasks.get(key, []), airflow.plans.get(key)),
+            **progress(airflow.tasks.get(key, []), airflow.plans.get(key),
+                       {(a["task_id"], a["map_index"]) for a in airflow.approvals
+                        if (a["dag_id"], a["run_id"]) == key}),
         })
     return out
 

@@ -103,9 +103,19 @@ def test_progress_counts_hosts_and_names_the_batch_under_way():
 
 
 def test_before_any_host_the_progress_says_which_step_the_run_is_at():
-    p = b.progress(tis([], other=[("claim_release", "success"), ("approve_release", "awaiting_input")]), None)
+    p = b.progress(tis([], other=[("claim_release", "success"), ("approve_release", "running")]), None,
+                   asking={("approve_release", -1)})
     assert (p["batch"], p["batches"], p["hosts"]) == (0, 0, 0)
-    assert p["step"] == {"task_id": "approve_release", "state": "awaiting_input"}
+    assert p["step"] == {"task_id": "approve_release", "state": "awaiting_input"}, "it asks a human"
+    p = b.progress(tis([], other=[("claim_release", "success"), ("approve_release", "running")]), None)
+    assert p["step"] == {"task_id": "approve_release", "state": "running"}
+
+
+def test_a_host_whose_task_asks_a_human_is_waiting_in_rotation_not_out_of_it():
+    asking = {(b.RELEASE_TASK, 1)}
+    p = b.progress(tis(["success", "running", "deferred", "deferred", "deferred"]), PLAN, asking)
+    assert [h["status"] for h in p["host_states"]] == ["released", "waiting", "waiting", "waiting", "waiting"]
+    assert (p["batch"], p["out_of_rotation"], p["waiting"]) == (1, 0, 4), "batch 2 has not started"
 
 
 def test_releases_in_flight_link_to_their_run_and_hide_the_dags_the_user_may_not_read(config):
