@@ -25,10 +25,10 @@ def test_a_request_that_does_not_exist_is_a_clear_error(airflow):
         AirflowApiHook().hitl_detail("gantry_promote_dev", "no-such-run", "approve_release")
 
 
-def test_an_expired_token_is_renewed_once(airflow):
+def test_a_token_the_api_server_no_longer_accepts_is_renewed_once(airflow):
     hook = AirflowApiHook()
-    hook.get_conn().headers["Authorization"] = "Bearer not-a-token"
-    with pytest.raises(AirflowApiUnavailable, match="HTTP 404"):  # past the 401: logged in again
+    hook.get_conn().headers["Authorization"] = "Bearer not-a-token"  # as after a JWT secret rotation
+    with pytest.raises(AirflowApiUnavailable, match="HTTP 404"):  # past the 403: logged in again
         hook.hitl_detail("gantry_promote_dev", "no-such-run", "approve_release")
 
 

@@ -21,7 +21,8 @@ class AirflowApiUnavailable(RuntimeError):
 
 class AirflowApiHook(BaseHook):
     """Reads human-in-the-loop answers through Airflow's public REST API, logged in as the
-    Connection's user (``POST /auth/token``, a bearer token, renewed once when it expires).
+    Connection's user (``POST /auth/token``, a bearer token, renewed once when it expires or the
+    API server no longer accepts it).
 
     :param airflow_conn_id: the Connection of the API server and its service user.
     :param timeout: seconds for each request.
@@ -64,7 +65,10 @@ class AirflowApiHook(BaseHook):
                 resp = session.get(f"{self._base}{endpoint}", timeout=self.timeout)
             except requests.RequestException as exc:
                 raise AirflowApiUnavailable(f"cannot reach Airflow's API at {self._base}: {exc}") from exc
-            if resp.status_code == 401 and attempt == 1:  # the token expired: log in again, once
+            # The token expired (401), or the API server's signing secret changed since it was
+            # issued (403 "Invalid JWT token"): log in again, once.
+            stale = resp.status_code == 401 or (resp.status_code == 403 and "Invalid JWT" in resp.text)
+            if stale and attempt == 1:
                 self._session = None
                 continue
             if resp.status_code != 200:
