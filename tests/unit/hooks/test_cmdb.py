@@ -3,16 +3,20 @@ answers garbage fails the run at once (CmdbDataError, a PlanError: collect_hosts
 retries); one that is down, slow or failing with a server error is retried (CmdbUnavailable).
 The HTTP CMDB is a real server on 127.0.0.1, started by each test."""
 import json
-import socket
 import threading
 import time
 
 import pytest
 import yaml
-from local_http import answering
-
+from demo_process import free_port
 from gantry import plan
-from gantry.hooks.cmdb import CmdbDataError, CmdbUnavailable, HttpCmdbHook, InventoryFileCmdb
+from gantry.hooks.cmdb import (
+    CmdbDataError,
+    CmdbUnavailable,
+    HttpCmdbHook,
+    InventoryFileCmdb,
+)
+from local_http import answering
 
 WEB_1 = {"name": "web-1", "address": "10.0.0.1", "ssh_port": 22}
 
@@ -75,9 +79,7 @@ def test_the_http_cmdb_lists_hosts(serve):
 
 
 def test_an_http_cmdb_that_is_down_is_retried_with_a_clear_message(monkeypatch):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     monkeypatch.setenv("AIRFLOW_CONN_GANTRY_CMDB", json.dumps(
         {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}))
     with pytest.raises(CmdbUnavailable, match=rf"the HTTP CMDB \(http://127.0.0.1:{port}/api/v1/hosts\?app=demo"

@@ -4,15 +4,18 @@ Prometheus' HTTP API documents (https://prometheus.io/docs/prometheus/latest/que
 HTTP 400/422 with ``{"status": "error", "errorType": ..., "error": ...}``."""
 import json
 import math
-import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
+from demo_process import free_port
 from gantry import adapters
-from gantry.hooks.prometheus import MetricsQueryRejected, MetricsUnavailable, PrometheusHook
+from gantry.hooks.prometheus import (
+    MetricsQueryRejected,
+    MetricsUnavailable,
+    PrometheusHook,
+)
 
 VECTOR = {"status": "success", "data": {"resultType": "vector", "result": [
     {"metric": {"host": "beta-demo-01", "code": "200"}, "value": [1700000000.5, "41.5"]},
@@ -139,9 +142,7 @@ def test_a_store_that_does_not_answer_the_api_is_unavailable(store, status, body
 
 
 def test_a_store_that_is_down_or_slow_is_unavailable(store, monkeypatch):
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it
     monkeypatch.setenv("AIRFLOW_CONN_GANTRY_PROMETHEUS", json.dumps(
         {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}))
     with pytest.raises(MetricsUnavailable, match=f"Prometheus \\(http://127.0.0.1:{port}/api/v1/query\\) .* "
