@@ -66,10 +66,10 @@ class ReleaseReportOperator(BaseOperator):
         approved_by = plan.approver(ti.xcom_pull(task_ids=self.approval_task_id)) if self.approval_task_id else None
         self._decisions(context)
         if self.dry_run and not planned:
-            refused = self._refusal(context)
-            if refused:
+            failed = self._failed_before_hosts(context)
+            if failed:
                 # A dry run exists to find exactly this: it fails, with the refusal as its message.
-                message = f"dry run: would be refused at {refused[0]}: {refused[1]}"
+                message = f"dry run: would be refused at {failed[0]}: {self._reason(context, failed[0])}"
                 self._ledger(context, "dry_run", message, [], approved_by)  # a dry run is no attempt
                 raise AirflowFailException(f"{self.app} {self.version} in {self.environment}: {message}; "
                                            "nothing was touched")
@@ -91,11 +91,10 @@ class ReleaseReportOperator(BaseOperator):
             self._ledger(context, status, message, hosts, approved_by)
             self.log.warning("PARTIAL release: %s", message)
             return {"status": status, "summary": summary, "missing": missing, "hosts": outcomes}
-        stopped_at = [] if planned else self._failed_gates(context)
-        status = "refused" if stopped_at else plan.FAILED
-        refusal = self._refusal(context) if not planned else None
-        message = (f"stopped at {refusal[0]}: {refusal[1]}" if refusal
-                   else f"stopped at {stopped_at[0]}" if stopped_at else summary)
+        failed = [] if planned else self._failed_before_hosts(context)
+        # Refused when a gate said no; failed when anything else before the hosts did.
+        status = "refused" if set(failed) & set(self.gate_task_ids) else plan.FAILED
+        message = f"stopped at {failed[0]}: {self._reason(context, failed[0])}" if failed else summary
         self._ledger(context, status, message, hosts, approved_by)
         raise AirflowFailException(f"release of {self.app} {self.version} in {self.environment} did not "
                                    f"complete: {message}")
@@ -122,31 +121,21 @@ class ReleaseReportOperator(BaseOperator):
         if seen:
             adapters.ledger().observe(self.app, self.environment, seen, observed_by=run_id)
 
-    def _refusal(self, context: Context) -> tuple[str, str] | None:
-        """The first task before the hosts that failed, and its reason (``record_refusal``)."""
+    def _failed_before_hosts(self, context: Context) -> list[str]:
+        """The tasks before the hosts (the plan task and everything upstream of it) that failed,
+        in run order: one read of the run's task states."""
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
         dag = context["dag"]
-        before = [t for t in dag.task_ids if t in dag.get_task(self.plan_task_id).get_flat_relative_ids(upstream=True)
-                  or t == self.plan_task_id]
-        states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, task_ids=before,
+        before = dag.get_task(self.plan_task_id).get_flat_relative_ids(upstream=True) | {self.plan_task_id}
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, task_ids=sorted(before),
                                                      run_ids=[context["run_id"]]).get(context["run_id"], {})
-        failed = [t for t in dag.topological_sort() if t.task_id in before and states.get(t.task_id) == "failed"]
-        if not failed:
-            return None
-        reason = context["ti"].xcom_pull(task_ids=failed[0].task_id, key=XCOM_REFUSAL)
-        return failed[0].task_id, reason or "(no reason recorded; see its log)"
+        # Unmapped tasks: keyed by task_id.
+        return [t.task_id for t in dag.topological_sort() if t.task_id in before and states.get(t.task_id) == "failed"]
 
-    def _failed_gates(self, context: Context) -> list[str]:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        gates = [g for g in self.gate_task_ids if g in context["dag"].task_ids]
-        if not gates:
-            return []
-        states = RuntimeTaskInstance.get_task_states(dag_id=context["dag"].dag_id, task_ids=gates,
-                                                     run_ids=[context["run_id"]]).get(context["run_id"], {})
-        failed = {key for key, state in states.items() if state == "failed"}  # unmapped: keyed by task_id
-        return [g for g in gates if g in failed]
+    def _reason(self, context: Context, task_id: str) -> str:
+        """What a failed task said (``record_refusal``)."""
+        return context["ti"].xcom_pull(task_ids=task_id, key=XCOM_REFUSAL) or "(no reason recorded; see its log)"
 
     def _ledger(self, context: Context, status: str, message: str, hosts: list, approved_by: str | None) -> None:
         from gantry import adapters
