@@ -12,22 +12,13 @@ import urllib.request
 
 import pytest
 from demo_process import demo_app, free_port, get
+from support import wait_for
 
 import fleetctl
 from gantry.analysis import DEFAULT_METRICS, render_query
 from gantry.hooks.prometheus import MetricsQueryRejected, MetricsUnavailable, PrometheusHook
 
 CANARY, BASELINE = "beta-demo-01", "beta-demo-02"
-
-
-def wait_until(predicate, what: str, timeout: float = 30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"{what} within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +58,7 @@ def stack(tmp_path_factory):
                 except OSError:  # not listening yet
                     return False
 
-            wait_until(ready, "Prometheus ready", timeout=30)
+            wait_for(ready, "Prometheus ready", timeout=30)
             ready_after = time.monotonic() - started
             yield port, apps, ready_after
         finally:
@@ -94,7 +85,7 @@ def measure(hook, metric, hosts, interval=5):
 
 def test_prometheus_starts_quickly_and_scrapes_every_target_with_its_labels(stack, hook):
     assert stack[2] < 10, f"Prometheus took {stack[2]:.1f} s to be ready"
-    up = wait_until(lambda: len(hook.query('up{job="apps"} == 1')) == 2 and hook.query('up{job="apps"}'),
+    up = wait_for(lambda: len(hook.query('up{job="apps"} == 1')) == 2 and hook.query('up{job="apps"}'),
                     "both apps scraped")
     assert sorted(labels["host"] for labels, _ in up) == [CANARY, BASELINE]
     assert {(labels["env"], labels["app"]) for labels, _ in up} == {("beta", "demo")}
@@ -103,7 +94,7 @@ def test_prometheus_starts_quickly_and_scrapes_every_target_with_its_labels(stac
 def test_the_default_queries_tell_the_failing_canary_from_the_baseline(hook):
     errors, latency = DEFAULT_METRICS
     # rate() needs two samples in the window: wait until both groups have some traffic in it.
-    wait_until(lambda: all((measure(hook, errors, [h])[1] or 0) > 20 for h in (CANARY, BASELINE)),
+    wait_for(lambda: all((measure(hook, errors, [h])[1] or 0) > 20 for h in (CANARY, BASELINE)),
                "20 requests per host in a 5 s window")
     canary_ratio, canary_requests = measure(hook, errors, [CANARY])
     baseline_ratio, baseline_requests = measure(hook, errors, [BASELINE])
@@ -122,7 +113,7 @@ def test_the_fleets_alert_rule_fires_for_the_failing_host_only(stack, hook):
         alerts = urllib.request.urlopen(f"http://127.0.0.1:{stack[0]}/api/v1/alerts", timeout=5)
         return [a for a in json.load(alerts)["data"]["alerts"] if a["state"] == "firing"]
 
-    alerts = wait_until(firing, "DemoHighErrorRate firing", timeout=45)
+    alerts = wait_for(firing, "DemoHighErrorRate firing", timeout=45)
     assert [(a["labels"]["alertname"], a["labels"]["host"], a["labels"]["env"], a["labels"]["app"])
             for a in alerts] == [("DemoHighErrorRate", CANARY, "beta", "demo")]
 

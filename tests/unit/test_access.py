@@ -1,10 +1,8 @@
 """Who may do what per environment (gantry.access): the DAGs' FAB access_control, the roles to
 create, who answers approvals, and the emergency override, from the repository's config and from
 small configs of their own. No Airflow needed (one test compares with the installed FAB provider)."""
-import importlib.util
 from pathlib import Path
 
-import pytest
 import yaml
 
 from gantry import access
@@ -149,8 +147,6 @@ def test_an_action_left_out_keeps_its_default_and_fab_builtin_roles_are_left_alo
 
 
 def test_base_permissions_are_fabs_viewer_without_reading_every_dag():
-    if importlib.util.find_spec("airflow.providers.fab") is None:
-        pytest.skip("apache-airflow-providers-fab is not installed")
     from airflow.providers.fab.auth_manager.security_manager.override import (
         FabAirflowSecurityManagerOverride as Fab)
 
