@@ -45,7 +45,10 @@ def airflow(fleet):
     return api
 
 
-_load_airflow_env()
+# Tests that reach Airflow's Connections (hooks) read them from the environment of a fleet that is
+# up; pure unit tests need no fleet, so nothing is started or written here at import.
+if (STATE / "airflow.env").exists():
+    _load_airflow_env()
 
 
 def pytest_collection_modifyitems(session, config, items):
