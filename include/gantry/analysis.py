@@ -281,14 +281,17 @@ def worsening(direction: str, canary: float, baseline: float) -> float:
 
 
 def judge_measurement(spec: MetricSpec, index: int, canary: float | None, baseline: float | None,
-                      canary_requests: float | None, baseline_requests: float | None) -> Measurement:
+                      canary_requests: float | None, baseline_requests: float | None,
+                      has_baseline: bool = True) -> Measurement:
     """The verdict of one measurement.
 
     - INCONCLUSIVE when the canary has no value (no series, or NaN as 0/0 gives with no traffic)
       or served fewer than ``min_requests``;
     - FAIL when the canary breaks ``max`` or ``min``;
-    - with ``max_increase``: INCONCLUSIVE when there is no usable baseline (no value, or fewer than
-      ``min_requests``), FAIL when the canary is worse than it by more than ``max_increase``;
+    - with ``max_increase`` and a baseline: INCONCLUSIVE when the baseline is not usable (no value,
+      or fewer than ``min_requests``), FAIL when the canary is worse than it by more than
+      ``max_increase``; with no baseline hosts at all (every host runs the new version) only the
+      absolute thresholds judge;
     - PASS otherwise.
 
     :param spec: the metric.
@@ -298,6 +301,7 @@ def judge_measurement(spec: MetricSpec, index: int, canary: float | None, baseli
         baseline).
     :param canary_requests: requests the canary hosts served in the interval.
     :param baseline_requests: requests the baseline hosts served in the interval.
+    :param has_baseline: False when there are no baseline hosts to compare with.
     """
     def result(verdict: Verdict, reason: str) -> Measurement:
         return Measurement(spec.name, index, None if _missing(canary) else canary,
@@ -316,7 +320,7 @@ def judge_measurement(spec: MetricSpec, index: int, canary: float | None, baseli
         return result(Verdict.FAIL, f"canary {_num(canary)} > max {_num(spec.max)}")
     if spec.min is not None and canary < spec.min:
         return result(Verdict.FAIL, f"canary {_num(canary)} < min {_num(spec.min)}")
-    if spec.max_increase is not None:
+    if spec.max_increase is not None and has_baseline:
         if too_few(baseline_requests):
             return result(Verdict.INCONCLUSIVE, f"baseline served {_num(baseline_requests)} requests, "
                                                 f"fewer than min_requests {_num(spec.min_requests)}")

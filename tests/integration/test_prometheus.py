@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 
 import pytest
 from demo_process import demo_app, free_port, get
@@ -106,6 +107,70 @@ def test_the_default_queries_tell_the_failing_canary_from_the_baseline(hook):
     p99, _ = measure(hook, latency, [BASELINE])
     assert 0 < p99 < 0.05
     assert measure(hook, errors, ["beta-demo-03"]) == (None, None), "a host with no series is no data"
+
+
+def test_a_soak_measured_after_the_fact_fails_the_failing_host_and_passes_the_good_one(stack, hook):
+    """A soak's measurements are asked of Prometheus at the instants they ended (gantry.measure):
+    the last two 5 s intervals before now, each host on its own as an environment would be."""
+    from gantry.analysis import Action, AnalysisConfig, Verdict
+    from gantry.measure import soak_analysis
+
+    errors, latency = DEFAULT_METRICS
+    config = AnalysisConfig(metrics=tuple(replace(m, interval_seconds=5, count=2) for m in (errors, latency)))
+    # Both intervals must hold traffic: wait until the window that starts 10 s ago has some.
+    wait_for(lambda: all((hook.value(render_query(errors.requests_query, app="demo", env="beta", hosts=[h],
+                                                   interval_seconds=5), time.time() - 5) or 0) > 20
+                         for h in (CANARY, BASELINE)), "20 requests per host in the 5 s window before the last")
+    now = time.time()
+
+    def soak(host):
+        return soak_analysis(hook.value, config, app="demo", env="beta", version="1.3.1", hosts=[host],
+                             since=now - 10, soak_seconds=10, unavailable=(MetricsUnavailable,))
+
+    failing, good = soak(CANARY), soak(BASELINE)
+    assert (failing.score.verdict, failing.action) == (Verdict.FAIL, Action.ROLL_BACK), failing.table()
+    ratios = [m["canary"] for m in failing.evidence()["metrics"][0]["measurements"]]
+    assert ratios == [pytest.approx(0.2, abs=0.07)] * 2, failing.table()
+    assert (good.score.verdict, good.action) == (Verdict.PASS, Action.PROCEED), good.table()
+
+
+def test_the_next_environments_gate_refuses_a_failed_soak_with_its_numbers(stack, hook):
+    """CheckGatesOperator's soak analysis on this Prometheus (Connection gantry_prometheus): the
+    environment whose only host fails 20 % of its requests is refused by the next one's gate, with
+    the measurements; the good one passes with its evidence; a gate asked before the soak's
+    measurements have ended says when to come back."""
+    import datetime as dt
+
+    from airflow.sdk.exceptions import AirflowFailException
+    from gantry.analysis import AnalysisConfig
+    from gantry.config import EnvironmentConfig
+    from gantry.operators.chain import CheckGatesOperator
+
+    class Ledger:  # the hosts the ledger lists for the soaked environment
+        def __init__(self, host):
+            self.host = host
+
+        def hosts(self, app, environment):
+            return [{"host": self.host}]
+
+    errors, _ = DEFAULT_METRICS
+    config = AnalysisConfig(metrics=(replace(errors, interval_seconds=5, count=2),))
+    gate = CheckGatesOperator(task_id="check_gates", app="demo", version="1.3.1", environment="prod")
+    prod = EnvironmentConfig(name="prod")
+    wait_for(lambda: all((hook.value(render_query(errors.requests_query, app="demo", env="beta", hosts=[h],
+                                                   interval_seconds=5), time.time() - 5) or 0) > 20
+                         for h in (CANARY, BASELINE)), "20 requests per host in the 5 s window before the last")
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=10)
+    soak = dt.timedelta(seconds=10)
+    with pytest.raises(AirflowFailException) as refused:
+        gate.soak_analysis({}, Ledger(CANARY), config, prod, "beta", since, soak)
+    assert "demo 1.3.1 failed its soak analysis in beta: critical metric failed: error_ratio; prod refuses it" \
+        in str(refused.value)
+    assert "canary 0.2" in str(refused.value) or "canary 0.1" in str(refused.value), str(refused.value)
+    evidence = gate.soak_analysis({}, Ledger(BASELINE), config, prod, "beta", since, soak)
+    assert evidence["verdict"] == "PASS" and evidence["canary"] == [BASELINE]
+    with pytest.raises(AirflowFailException, match="the soak analysis of demo 1.3.1 in beta measures until"):
+        gate.soak_analysis({}, Ledger(BASELINE), config, prod, "beta", since, dt.timedelta(minutes=5))
 
 
 def test_the_fleets_alert_rule_fires_for_the_failing_host_only(stack, hook):

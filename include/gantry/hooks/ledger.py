@@ -72,7 +72,8 @@ NEWEST_TABLE = "gantry_decision_run"
 # What a human decided in a run (gantry_decision.kind): who started it, who overrode a window or
 # freeze and why, who answered the release approval (and what it showed them), who let a batch
 # go or stopped the rollout.
-DECISIONS = ("triggered", "override", "approved", "rejected", "no_answer", "batch_go_ahead", "batch_stopped")
+DECISIONS = ("triggered", "override", "approved", "rejected", "no_answer", "batch_go_ahead", "batch_stopped",
+             "soak_accepted", "soak_rejected")
 
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema

@@ -177,6 +177,10 @@ class CheckGatesOperator(BaseOperator):
             evidence["upstream"] = {"environment": upstream, "version": up[0].version,
                                     "since": up[0].since.isoformat(timespec="seconds"), "run_id": up[0].run_id,
                                     "soaked_minutes": round(soaked.total_seconds() / 60, 1)}
+            soak_config = config.environment(upstream).analysis
+            if soak_config is not None and soak_config.enabled:
+                evidence["upstream"]["analysis"] = self.soak_analysis(
+                    context, ledger, soak_config, env, upstream, up[0].since, need)
         if on_chain and recorded is None:
             # The first promotion that passed its gates fixes the route (a refused one does not).
             held = ledger.record_route(app=self.app, version=self.version, special=special, route=list(route),
@@ -187,6 +191,62 @@ class CheckGatesOperator(BaseOperator):
                     f"by {held['environment']} (run {held['run_id']}); trigger again without `special`")
         self.log.info("gates passed: %s", json.dumps(evidence))
         return evidence
+
+    def soak_analysis(self, context: Context, ledger: Any, analysis: Any, env: Any, upstream: str,
+                      since: dt.datetime, soak: dt.timedelta) -> dict:
+        """The upstream environment's soak, verified from its metrics (``gantry.measure``): every
+        host there is measured over the last intervals of the soak time; a failed analysis
+        refuses the version with the numbers, an undecided one halts or asks this environment's
+        approvers, as the upstream's analysis says. Returns the evidence."""
+        from gantry import adapters
+        from gantry.access import approval_answerers
+        from gantry.analysis import Action
+        from gantry.hooks.prometheus import MetricsQueryRejected, MetricsUnavailable
+        from gantry.measure import soak_analysis, soak_measured_at
+
+        what = f"{self.app} {self.version}"
+        ready = soak_measured_at(analysis, since.timestamp(), soak.total_seconds())
+        if time.time() < ready:
+            raise AirflowFailException(
+                f"the soak analysis of {what} in {upstream} measures until "
+                f"{dt.datetime.fromtimestamp(ready, dt.timezone.utc).isoformat(timespec='seconds')} "
+                f"(its metrics' intervals x count); trigger {env.name} again after that")
+        hosts = [h["host"] for h in ledger.hosts(self.app, upstream)]
+        try:
+            outcome = soak_analysis(adapters.metrics().value, analysis, app=self.app, env=upstream,
+                                    version=self.version, hosts=hosts, since=since.timestamp(),
+                                    soak_seconds=soak.total_seconds(), unavailable=(MetricsUnavailable,))
+        except MetricsQueryRejected as exc:
+            raise AirflowFailException(f"the soak analysis of {upstream} cannot run: {exc}") from exc
+        table = outcome.table()
+        self.log.info("::group::soak analysis of %s in %s\n%s\n::endgroup::", what, upstream, table)
+        evidence = outcome.evidence()
+        if outcome.action is Action.PROCEED:
+            self.log.info("soak analysis of %s in %s passed: %s", what, upstream, outcome.score.reason)
+            return evidence
+        if outcome.action is Action.ASK:
+            event = ask_and_wait(
+                context, subject=f"{what}: its soak analysis in {upstream} is {outcome.score.verdict.value}",
+                body=(f"Before **{env.name}**: {what} has soaked in **{upstream}**, and its metrics did not "
+                      f"show it good ({outcome.score.reason}).\n\n```\n{table}\n```\n\nApprove to let it "
+                      f"into {env.name} anyway; reject to refuse it."),
+                options=["Approve", "Reject"],
+                assigned_users=[{"id": u, "name": u} for u in approval_answerers(env)] or None,
+                timeout=dt.timedelta(minutes=env.approval_timeout_minutes), log=self.log)
+            record_answer(context, env.name, event, question=f"soak analysis of {what} in {upstream}\n{table}",
+                          yes="soak_accepted", no="soak_rejected")
+            who = (event.get("responded_by_user") or {}).get("name")
+            if event.get("chosen_options") == ["Approve"]:
+                self.log.warning("%s let %s in despite its soak analysis in %s", who, what, upstream)
+                return {**evidence, "accepted_by": who}
+            raise AirflowFailException(
+                f"{what}: its soak analysis in {upstream} is {outcome.score.verdict.value} "
+                f"({outcome.score.reason}), and "
+                + ("nobody answered in time" if "error" in event or not who else f"{who} rejected it"))
+        verb = "failed" if outcome.action is Action.ROLL_BACK else f"is {outcome.score.verdict.value}, which halts"
+        raise AirflowFailException(
+            f"{what} {verb} its soak analysis in {upstream}: {outcome.score.reason}; {env.name} refuses it. "
+            f"The measurements:\n{table}")
 
 
 class PromoteNextOperator(TriggerDagRunOperator):
