@@ -188,15 +188,19 @@ class ZooKeeperRegistration:
 
         self.zk.add_listener(lambda st: self.lost.set() if st == KazooState.LOST else None)
         self.lost.set()
+        # Started once, never again: the client reconnects by itself for as long as it lives,
+        # under a new session after an expiry. Its blocking start() would stop and close the
+        # client whenever a reconnection outlasts its timeout, ending registration for good.
+        self.zk.start_async().wait(5)
         self._register_once()
         threading.Thread(target=self._renew, daemon=True).start()
 
     def _register_once(self) -> None:
         from kazoo.exceptions import NodeExistsError
 
+        if not self.zk.connected:
+            return  # still (re)connecting: the next tick tries again
         try:
-            if not self.zk.connected:
-                self.zk.start(timeout=5)
             self.zk.create(self.path, b"", ephemeral=True, makepath=True)
             log(f"registered provider in /dubbo/{RPC_SERVICE}/providers")
         except NodeExistsError:

@@ -126,6 +126,49 @@ def _answered_by(port: int, count: int) -> set[str]:
     return seen
 
 
+def test_an_expired_session_registers_the_instance_again_and_gantrys_override_still_holds(fleet, staging, zk):
+    """A provider's ZooKeeper session expires (the process stalls past its session timeout, as
+    in a long GC pause): ZooKeeper drops its node; once it runs again it registers anew under a
+    new session, and an instance Gantry took out stays out."""
+    from gantry.hooks.zookeeper import ZooKeeperRegistryHook
+
+    reg = ZooKeeperRegistryHook()
+    host = staging[2]
+    providers = f"/dubbo/{SERVICE}/providers"
+
+    def own_node():
+        for node in zk.get_children(providers):
+            if f"hostname={host['name']}&" in unquote(node):
+                stat = zk.exists(f"{providers}/{node}")
+                return stat.ephemeralOwner if stat else None
+        return None
+
+    def wait(predicate, what, timeout=30.0):
+        deadline = time.time() + timeout
+        while not predicate():
+            assert time.time() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    first_session = own_node()
+    assert first_session
+    reg.disable(APP, ENV, host["name"], reason="integration test", address=host["address"], port=9000)
+    try:
+        stalled = ssh(fleet, host, "kill -STOP \"$(cat /srv/gantry/demo/shared/app.pid)\"")
+        assert stalled.returncode == 0, stalled.stderr
+        try:
+            wait(lambda: own_node() is None, "ZooKeeper to expire the stalled instance's session")
+        finally:
+            resumed = ssh(fleet, host, "kill -CONT \"$(cat /srv/gantry/demo/shared/app.pid)\"")
+        assert resumed.returncode == 0, resumed.stderr
+        wait(lambda: own_node() not in (None, first_session), "the instance to register under a new session")
+        assert host["name"] in reg.instances(APP, ENV)
+        assert host["name"] not in reg.routable(APP, ENV), "Gantry's override outlives the expired session"
+    finally:
+        reg.enable(APP, ENV, host["name"], address=host["address"], port=9000)
+    assert host["name"] in reg.routable(APP, ENV)
+    wait(lambda: served_version(host["address"]) == "1.0.0", "the instance to answer again")
+
+
 def test_haproxy_drains_in_flight_requests_before_maintenance(fleet, staging):
     from airflow.sdk.exceptions import AirflowException
     from gantry.hooks.haproxy import HAProxyRuntimeHook
@@ -173,3 +216,26 @@ def test_haproxy_drains_in_flight_requests_before_maintenance(fleet, staging):
         lb.disable(POOL, "127.0.0.99", 9000)
     with pytest.raises(AirflowException, match="no backend nope"):
         lb.members("nope")
+
+
+def test_a_member_gantry_took_out_stays_out_when_haproxy_is_restarted(fleet, staging):
+    """HAProxy keeps runtime state in its process: restarted the way README says (state dumped to
+    its server-state-file first, `fleetctl haproxy-restart`), a member Gantry took out comes back
+    out of rotation and receives no request, then Gantry puts it back as usual."""
+    from gantry.hooks.haproxy import HAProxyRuntimeHook
+
+    lb = HAProxyRuntimeHook()
+    host = staging[1]
+    member = f"{host['address']}:9000"
+    port = fleet.lb_port(APP, ENV)
+    assert lb.disable(POOL, host["address"], 9000) is True
+    try:
+        old_pid = fleet.read_pid("haproxy")
+        fleet.haproxy_restart()
+        assert fleet.read_pid("haproxy") not in (None, old_pid), "HAProxy was restarted"
+        assert lb.members(POOL)[member] is False, "the member came back in rotation"
+        assert host["name"] not in _answered_by(port, 12)
+    finally:
+        assert lb.enable(POOL, host["address"], 9000) is True
+    assert host["name"] in _answered_by(port, 12)
+    assert all(lb.members(POOL).values())
