@@ -470,8 +470,12 @@ backend {pool}
     # The runtime API Gantry drives (Connection gantry_haproxy); loopback only.
     stats socket ipv4@127.0.0.1:{HAPROXY_ADMIN_PORT} level admin
     stats socket {d}/admin.sock mode 600 level admin
+    # Members' runtime state (drain, maint: a host Gantry took out) survives a restart that
+    # dumps it here first (haproxy_restart, as a unit's ExecReload/ExecStop would).
+    server-state-file {d}/server-state
 
 defaults
+    load-server-state-from-file global
     mode http
     timeout connect 2s
     timeout client 30s
@@ -482,6 +486,21 @@ defaults
     option http-server-close
 {''.join(sections)}""")
     return conf
+
+
+def haproxy_start(conf: Path) -> None:
+    spawn("haproxy", ["haproxy", "-db", "-f", str(conf)])
+
+
+def haproxy_restart() -> None:
+    """Restart HAProxy the way its operators must (README, Adapters): the members' runtime state
+    dumped into its server-state-file first, so a member Gantry drained or put in maintenance
+    comes back that way instead of back in rotation."""
+    d = STATE / "haproxy"
+    (d / "server-state").write_text(haproxy_command("show servers state"))
+    stop("haproxy")
+    haproxy_start(d / "haproxy.cfg")
+    wait_tcp("127.0.0.1", HAPROXY_ADMIN_PORT, name="haproxy")
 
 
 def haproxy_command(cmd: str) -> str:
@@ -635,7 +654,9 @@ def up() -> None:
     spawn("nginx", ["nginx", "-e", str(n / "logs/error.log"), "-c", str(n / "nginx.conf"), "-g", "daemon off;"])
 
     haproxy_conf = write_haproxy_conf(hosts)
-    spawn("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)])
+    if not read_pid("haproxy"):  # a fresh start: no member is out of rotation yet
+        (STATE / "haproxy" / "server-state").unlink(missing_ok=True)
+    haproxy_start(haproxy_conf)
     zookeeper_up()
 
     spawn("etcd", [
@@ -896,12 +917,14 @@ def start_worker(name: str, queue: str, executor_env: dict[str, str], serve_logs
 
 
 def redis_up() -> None:
-    """The Celery broker: Debian's redis-server on loopback, nothing persisted (a broker
-    restart loses queued messages; Airflow's task_queued_timeout requeues them)."""
+    """The Celery broker: Debian's redis-server on loopback. Its append-only file, written at every
+    command, keeps the queued (and the taken but unacknowledged) task messages across a restart
+    or a crash: without it a restarted broker loses them, and each lost task waits for Airflow's
+    task_queued_timeout (300 s) before it is queued again."""
     data = STATE / "redis"
     data.mkdir(parents=True, exist_ok=True)
     spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--dir", str(data),
-                    "--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+                    "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes"])
     wait_tcp("127.0.0.1", REDIS_PORT, name="redis")
 
 
@@ -1158,7 +1181,7 @@ def status() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["up", "down", "airflow-up", "airflow-down", "bootstrap", "reset", "status",
-                                        "env-file", "switch-executor", "fab-setup"])
+                                        "env-file", "switch-executor", "fab-setup", "haproxy-restart"])
     ap.add_argument("version", nargs="?", default="1.0.0",
                     help="bootstrap, reset: the version to install; switch-executor: local or celery")
     a = ap.parse_args()
@@ -1178,6 +1201,8 @@ def main() -> None:
         reset(a.version)
     elif a.command == "env-file":
         print(write_env_file())
+    elif a.command == "haproxy-restart":
+        haproxy_restart()
     elif a.command == "fab-setup":  # FAB roles and demo users (README, Who may do what); not part of up yet
         fab_setup()
     elif a.command == "switch-executor":
