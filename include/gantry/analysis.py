@@ -479,8 +479,9 @@ def decide(verdict: Verdict | None, *, on_marginal: str = "ask", on_inconclusive
            on_unreachable: str = "halt", firing_alerts: Sequence[Mapping] = ()) -> Action:
     """What the rollout does after an analysis.
 
-    - an alert firing for the app and environment (``blocking_alerts``): HALT, whatever the
-      metrics say, as CodeDeploy's alarms stop a deployment;
+    - an alert firing for the app and environment (``blocking_alerts``): HALT, whatever else the
+      metrics say, as CodeDeploy's alarms stop a deployment - except a FAIL, which still rolls
+      back: a bad canary that also fires an alert must not be left serving;
     - PASS: PROCEED; FAIL: ROLL_BACK the analysed hosts;
     - MARGINAL, INCONCLUSIVE: the configured ``ask`` or ``halt``;
     - ``verdict`` None, the metrics store could not be reached: ``on_unreachable`` (never a
@@ -499,6 +500,8 @@ def decide(verdict: Verdict | None, *, on_marginal: str = "ask", on_inconclusive
                         ("on_unreachable", on_unreachable)):
         if choice not in UNDECIDED_ACTIONS:
             raise AnalysisError(f"{key} must be ask or halt, not {choice!r}")
+    if verdict is not None and Verdict(verdict) is Verdict.FAIL:
+        return Action.ROLL_BACK
     if firing_alerts:
         return Action.HALT
     if verdict is None:

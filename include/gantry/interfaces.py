@@ -44,11 +44,12 @@ class LoadBalancer(Protocol):
 
 
 class Silencer(Protocol):
-    """Monitoring: mute a host's alerts while it is deliberately down."""
+    """Monitoring: mute a host's alerts while it is deliberately down, and say which alerts fire."""
 
     def silence(self, app: str, environment: str, host: str, *, minutes: int, comment: str) -> str: ...
     def unsilence(self, app: str, environment: str, host: str) -> int: ...
     def active(self, app: str, environment: str, host: str | None = None) -> list[dict]: ...
+    def alerts(self, app: str, environment: str) -> list[dict]: ...
 
 
 class HostShell(Protocol):

@@ -24,6 +24,7 @@ ALLOWED = {
     "bake_seconds": "a whole number of seconds from 0 to 86400",
     "settle_seconds": "a whole number of seconds from 0 to 3600",
     "confirm_batches": "true or false",
+    "analysis": "true or false",
     "on_threshold": "halt or pause",
     "emergency_reason": "a reason of 10 to 500 characters that someone can read later",
     "dry_run": "true or false",

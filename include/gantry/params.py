@@ -44,6 +44,11 @@ def rollout_params(config: GantryConfig, env: EnvironmentConfig) -> dict[str, Pa
                                 title="Settle time per host, s (optional)",
                                 description="How long a host's new release must stay healthy back in rotation "
                                             f"before it counts. Default for {env.name}: {env.settle_seconds:g}."),
+        "analysis": Param(None, type=["null", "boolean"], title="Analysis after each batch (optional)",
+                          description="Measure each batch against the hosts still on the previous version "
+                                      "before the next batch goes (it replaces the bake time); false: none. "
+                                      f"Default for {env.name}: "
+                                      f"{bool(env.analysis is not None and env.analysis.enabled)}."),
         "confirm_batches": Param(None, type=["null", "boolean"], title="Confirm each batch (optional)",
                                  description="A human approves before each batch after the first. "
                                              f"Default for {env.name}: {env.confirm_between_batches}."),

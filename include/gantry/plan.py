@@ -297,7 +297,9 @@ def batch_gate(host: Mapping, states: Mapping[int, Mapping[str, str | None]], pr
     if decision[0] != GATE_GO or is_batch_leader(host):
         return decision
     leader = host["batch_start"]
-    if needs_confirmation({**host, "index": leader}, states) is None:
+    # The leader decides for its batch when a human must confirm it or an analysis of the
+    # previous batch must pass first; the others follow once it is released.
+    if needs_confirmation({**host, "index": leader}, states) is None and not host.get("analysis_seconds"):
         return decision
     state = states.get(leader, {}).get(release_task)
     if state == "success":
@@ -371,6 +373,8 @@ def render_plan(app: str, environment: str, version: str, records: Sequence[Mapp
     for r in records:
         lines.append(f"  batch {r['batch'] + 1}: {r['name']} ({r['address']}:{r['ssh_port']})"
                      + (f", after map index(es) {r['after']}" if r["after"] else ", first"))
+        if r["batch"] > 0 and is_batch_leader(r) and r.get("analysis"):
+            lines.append(f"      before it: {r['analysis']}")
         lines.extend(f"      {n}. {s}" for n, s in enumerate(steps, 1))
     return "\n".join(lines)
 

@@ -36,7 +36,8 @@ OFFLINE_RESTART_ONLINE = f"{HOSTS_GROUP}.offline_restart_online"
 HOST_TASKS = (PRECHECK_AND_STAGE, OFFLINE_RESTART_ONLINE)
 # The trigger form's rollout policy, as the plan task takes it.
 ROLLOUT_PARAMS = {name: "{{ params.%s }}" % name for name in (
-    "hosts", "batches", "failure_threshold", "bake_seconds", "settle_seconds", "confirm_batches", "on_threshold", "dry_run")}
+    "hosts", "batches", "failure_threshold", "bake_seconds", "settle_seconds", "analysis", "confirm_batches", "on_threshold",
+    "dry_run")}
 # Tasks before any host whose failure means the release was refused, not that it failed.
 GATE_TASKS = ("claim_release", "check_gates", "approve_release", "release_window", "check_migrations")
 

@@ -207,6 +207,9 @@ def test_the_score_and_its_verdict(results, value, verdict):
     (None, {"on_unreachable": "ask"}, Action.ASK),             # Prometheus down: never a pass
     (None, {"on_unreachable": "halt"}, Action.HALT),
     (P, {"firing_alerts": [{"labels": {"alertname": "X"}}]}, Action.HALT),
+    (None, {"on_unreachable": "ask", "firing_alerts": [{"labels": {"alertname": "X"}}]}, Action.HALT),
+    # A failed canary that also fires an alert is still rolled back, not left serving.
+    (F, {"firing_alerts": [{"labels": {"alertname": "X"}}]}, Action.ROLL_BACK),
 ])
 def test_what_the_rollout_does(verdict, kwargs, action):
     assert decide(verdict, **kwargs) is action

@@ -54,6 +54,8 @@ def form(name):
     ("bake_seconds", "10", "is not of type"),
     ("on_threshold", "stop", "is not one of"),
     ("confirm_batches", "yes", "is not of type"),
+    ("analysis", "yes", "is not of type"),
+    ("analysis", 1, "is not of type"),
     ("emergency_reason", "hotfix", "is too short"),
     ("emergency_reason", " " * 12, "does not match"),
     ("emergency_reason", "x" * 501, "is too long"),
@@ -77,6 +79,7 @@ def test_bad_trigger_params_are_refused_by_the_form(name, value, message):
                                " 1 ,50% ", "12.5%")],
     *[("failure_threshold", v) for v in (None, "1", "3", "1%", "0.5%", "100%")],
     ("bake_seconds", 0), ("bake_seconds", None),
+    ("analysis", None), ("analysis", True), ("analysis", False),
     ("emergency_reason", "payment outage, INC-4711"), ("emergency_reason", None),
     ("approval_timeout_minutes", 30), ("approval_timeout_minutes", 0.5), ("approval_timeout_minutes", None),
 ])

@@ -41,13 +41,17 @@ def test_a_metric_named_like_a_default_keeps_what_it_does_not_set(tmp_path):
     assert (config.pass_score, config.marginal_score, config.on_unreachable) == (90, 60, "ask")
 
 
-def test_the_repository_config_carries_a_disabled_analysis_for_beta_and_none_elsewhere():
+def test_the_repository_config_carries_disabled_analyses_for_beta_and_test_and_none_elsewhere():
     config = load_config(REPO / "config" / "gantry.yaml")
     beta = config.environment("beta").analysis
     assert beta is not None and beta.enabled is False
     assert [(m.name, m.interval_seconds, m.count) for m in beta.metrics] == [("error_ratio", 10, 3),
                                                                           ("latency_p99", 10, 3)]
-    assert [e.name for e in config.environments.values() if e.analysis is not None] == ["beta"]
+    test = config.environment("test").analysis
+    assert test is not None and test.enabled is False, "a run asks for it (analysis: true), as the e2e test does"
+    assert [(m.name, m.interval_seconds, m.count) for m in test.metrics] == [("error_ratio", 4, 3),
+                                                                          ("latency_p99", 4, 3)]
+    assert [e.name for e in config.environments.values() if e.analysis is not None] == ["test", "beta"]
 
 
 @pytest.mark.parametrize("analysis, message", [

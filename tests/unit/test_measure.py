@@ -100,3 +100,74 @@ def test_a_store_that_cannot_answer_gives_on_unreachable_never_a_pass():
     with pytest.raises(Down):  # an error that does not mean "unavailable" is not swallowed
         soak_analysis(value_at, AnalysisConfig(), app="demo", env="beta", version="2.0", hosts=["b-1"],
                       since=0, soak_seconds=0)
+
+
+# ---------------------------------------------------------------- a batch of a rollout
+from gantry.analysis import HostRow, select_hosts  # noqa: E402
+from gantry.measure import batch_analysis, batch_ends, batch_wait_seconds, host_rows  # noqa: E402
+
+
+def test_a_batch_is_measured_over_consecutive_intervals_from_when_it_was_back():
+    spec = MetricSpec(name="m", query="q", interval_seconds=4, count=3)
+    assert batch_ends(spec, since=1000) == [1004, 1008, 1012]
+    config = AnalysisConfig(metrics=(spec, MetricSpec(name="n", query="q", interval_seconds=5, count=2)))
+    assert batch_wait_seconds(config) == 12 + 2, "the longest metric, plus a scrape's margin"
+
+
+RECORDS = [{"index": i, "name": f"t-{i}", "batch": 0 if i == 0 else 1} for i in range(4)]
+
+
+def test_host_rows_from_what_the_rollout_recorded():
+    released = {0: {"outcome": "released", "serving": "2.0"}}
+    staged = {0: {"current": "1.0"}, 1: {"current": "1.0"}, 3: {"current": "1.0"}}  # t-2 was not staged
+    rows = host_rows(RECORDS, released, staged)
+    assert rows[0] == HostRow("t-0", 0, "2.0", True, False)
+    assert rows[1] == HostRow("t-1", 1, "1.0", True, False)
+    assert rows[2].failed and not rows[2].in_rotation
+    hosts = select_hosts(rows, batch=0, version="2.0", previous_version="1.0")
+    assert hosts == AnalysisHosts(("t-0",), ("t-1", "t-3"))
+    # A canary rolled back by its own task is neither canary nor baseline.
+    rolled = host_rows(RECORDS, {0: {"outcome": "rolled_back", "serving": "1.0"}}, staged)
+    assert select_hosts(rolled, batch=0, version="2.0", previous_version="1.0").canary == ()
+    left_out = host_rows(RECORDS, {0: {"outcome": "left_out_of_rotation", "serving": "1.0"}}, staged)
+    assert not left_out[0].in_rotation
+
+
+def test_a_failing_canary_against_a_good_baseline_is_rolled_back_with_its_numbers():
+    store = Store({"t-0": FAILING, "t-1": GOOD, "t-3": GOOD})
+    spec = MetricSpec(**{**ERRORS.__dict__, "interval_seconds": 4, "count": 3})
+    outcome = batch_analysis(store.value_at, AnalysisConfig(metrics=(spec,)), app="demo", env="test", version="2.0",
+                             hosts=AnalysisHosts(("t-0",), ("t-1", "t-3")), since=1000)
+    assert outcome.score.verdict is Verdict.FAIL and outcome.action is Action.ROLL_BACK
+    assert sorted({at for _, at in store.asked}) == [1004, 1008, 1012]
+    (metric,) = outcome.evidence()["metrics"]
+    assert [m["canary"] for m in metric["measurements"]] == [0.05] * 3
+    assert [m["baseline"] for m in metric["measurements"]] == [0.0] * 3
+
+
+def test_a_good_canary_passes_and_firing_alerts_halt_it():
+    store = Store({"t-0": GOOD, "t-1": GOOD})
+    hosts = AnalysisHosts(("t-0",), ("t-1",))
+    config = AnalysisConfig(metrics=(ERRORS, LATENCY))
+    assert batch_analysis(store.value_at, config, app="demo", env="test", version="2.0", hosts=hosts,
+                          since=0).action is Action.PROCEED
+    firing = [{"labels": {"alertname": "DemoHighErrorRate", "app": "demo", "env": "test", "host": "t-1"}}]
+    halted = batch_analysis(store.value_at, config, app="demo", env="test", version="2.0", hosts=hosts, since=0,
+                            alerts=firing)
+    assert halted.action is Action.HALT and halted.evidence()["alerts"][0]["alertname"] == "DemoHighErrorRate"
+    assert "alert firing: DemoHighErrorRate" in halted.table()
+
+
+def test_a_batch_with_nothing_released_or_an_unreachable_store_is_never_a_pass():
+    store = Store({})
+    none = batch_analysis(store.value_at, AnalysisConfig(on_inconclusive="halt"), app="demo", env="test",
+                          version="2.0", hosts=AnalysisHosts((), ("t-1",)), since=0)
+    assert none.action is Action.HALT and store.asked == []
+
+    def down(promql, at):
+        raise Down("connection refused")
+
+    for choice in ("halt", "ask"):
+        outcome = batch_analysis(down, AnalysisConfig(on_unreachable=choice), app="demo", env="test",
+                                 version="2.0", hosts=AnalysisHosts(("t-0",), ("t-1",)), since=0, unavailable=(Down,))
+        assert outcome.action is Action(choice) and "connection refused" in outcome.score.reason

@@ -14,7 +14,7 @@ BAD = [
     ("hosts", ["a b"]), ("hosts", ["web-1", "web-1"]),
     ("batches", "0"), ("batches", "0%"), ("batches", "1, , 100%"), ("batches", 2),
     ("failure_threshold", "101%"), ("bake_seconds", -1), ("bake_seconds", 86401), ("on_threshold", "stop"),
-    ("confirm_batches", "yes"), ("emergency_reason", "hotfix"), ("dry_run", "yes"),
+    ("confirm_batches", "yes"), ("analysis", "yes"), ("emergency_reason", "hotfix"), ("dry_run", "yes"),
     ("approval_timeout_minutes", 0), ("queue_id", 0),
 ]
 

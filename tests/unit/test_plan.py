@@ -266,3 +266,11 @@ def test_only_batch_leaders_ask_and_only_when_the_policy_says_so():
 def test_a_host_that_could_not_be_staged_fails_the_run():
     status, summary, _ = plan.run_verdict([_o("a", plan.RELEASED), _o("b", plan.NOT_STAGED)])
     assert status == plan.FAILED and "not_staged=1" in summary
+
+
+def test_the_plan_and_the_dry_run_say_which_analysis_runs_before_a_batch():
+    hosts = [plan.Host(f"h{i}", f"127.0.0.{i + 1}") for i in range(3)]
+    records = plan.assign_batches(hosts, plan.parse_batch_plan("1, 100%", 3), analysis_seconds=14,
+                                  analysis="analysis of the previous batch (error_ratio 3 x 4s)")
+    text = plan.render_plan("demo", "test", "1.1.0", records, [])
+    assert text.count("before it: analysis of the previous batch (error_ratio 3 x 4s)") == 1

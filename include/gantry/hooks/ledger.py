@@ -65,9 +65,17 @@ SCHEMA = [
         app text NOT NULL, environment text NOT NULL, dag_id text NOT NULL, run_id text NOT NULL,
         kind text NOT NULL, decided_by text, detail text, decided_at timestamptz NOT NULL DEFAULT now())""",
     """CREATE INDEX IF NOT EXISTS gantry_decision_run ON gantry_decision (dag_id, run_id, id)""",
+    # Every analysis a rollout ran after a batch: the verdict, what the rollout did, and the
+    # evidence (every measurement, rank test and firing alert; AnalysisOutcome.evidence()).
+    """CREATE TABLE IF NOT EXISTS gantry_analysis (
+        id bigserial PRIMARY KEY,
+        app text NOT NULL, environment text NOT NULL, version text NOT NULL, dag_id text NOT NULL,
+        run_id text NOT NULL, batch integer NOT NULL, verdict text NOT NULL, action text NOT NULL,
+        evidence jsonb NOT NULL, analysed_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE INDEX IF NOT EXISTS gantry_analysis_run ON gantry_analysis (dag_id, run_id, id)""",
 ]
 # The schema is created (or completed) while this relation, its newest, is missing.
-NEWEST_TABLE = "gantry_decision_run"
+NEWEST_TABLE = "gantry_analysis_run"
 
 # What a human decided in a run (gantry_decision.kind): who started it, who overrode a window or
 # freeze and why, who answered the release approval (and what it showed them), who let a batch
@@ -209,6 +217,30 @@ class LedgerHook(BaseHook):
     def decisions(self, dag_id: str, run_id: str) -> list[dict]:
         """The run's human decisions, in the order they were made."""
         return self._rows("SELECT kind, decided_by, detail, decided_at FROM gantry_decision "
+                          "WHERE dag_id=:d AND run_id=:r ORDER BY id", d=dag_id, r=run_id)
+
+    def record_analysis(self, *, app: str, environment: str, version: str, dag_id: str, run_id: str, batch: int,
+                        evidence: dict) -> None:
+        """Record the analysis of a batch (``batch`` counts from 1) with its evidence.
+
+        :param app: the app released.
+        :param environment: where.
+        :param version: the version released.
+        :param dag_id: the run's DAG.
+        :param run_id: the run.
+        :param batch: the analysed batch, from 1.
+        :param evidence: ``AnalysisOutcome.evidence()`` (its ``verdict`` and ``action`` are kept as columns too).
+        """
+        with self.engine().begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO gantry_analysis (app, environment, version, dag_id, run_id, batch, verdict, action, "
+                "evidence) VALUES (:a, :e, :v, :d, :r, :b, :verdict, :action, CAST(:evidence AS jsonb))"),
+                {"a": app, "e": environment, "v": version, "d": dag_id, "r": run_id, "b": batch,
+                 "verdict": evidence["verdict"], "action": evidence["action"], "evidence": json.dumps(evidence)})
+
+    def analyses(self, dag_id: str, run_id: str) -> list[dict]:
+        """The run's batch analyses, in the order they ran."""
+        return self._rows("SELECT batch, version, verdict, action, evidence, analysed_at FROM gantry_analysis "
                           "WHERE dag_id=:d AND run_id=:r ORDER BY id", d=dag_id, r=run_id)
 
     def abandon(self, dag_id: str, run_id: str, message: str) -> bool:

@@ -36,6 +36,14 @@ class AlertmanagerHook(HttpHook):
         silences = self._request("GET", "/api/v2/silences", data={"filter": filters}).json()
         return [s for s in silences if s["status"]["state"] == "active" and s.get("createdBy") == CREATED_BY]
 
+    def alerts(self, app: str, environment: str) -> list[dict]:
+        """Every alert Alertmanager holds for the app in the environment, silenced and inhibited
+        ones included (``GET /api/v2/alerts``): ``analysis.blocking_alerts`` decides which stop a
+        rollout, and must see who silenced what."""
+        filters = [f'{m["name"]}="{m["value"]}"' for m in self._matchers(app, environment, None)]
+        return self._request("GET", "/api/v2/alerts", data={"filter": filters, "active": "true", "silenced": "true",
+                                                             "inhibited": "true", "unprocessed": "true"}).json()
+
     def silence(self, app: str, environment: str, host: str, *, minutes: int, comment: str) -> str:
         existing = [s for s in self.active(app, environment, host)
                     if {m["name"] for m in s["matchers"]} == {"app", "env", "host"}]

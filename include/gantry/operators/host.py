@@ -18,6 +18,7 @@ rotation; the release is what a batch waits for.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -140,6 +141,9 @@ class HostOperator(BaseOperator):
         ``serving`` is the release the host runs now, as far as this step knows."""
         record = {"host": self.host["name"], "batch": self.host["batch"], "outcome": outcome, "reason": reason,
                   "serving": serving, "steps": steps.table}
+        # A batch leader carries the analysis of the previous batch (the report's per-batch
+        # verdict) and the outcomes of the hosts it rolled back after a failed one.
+        record.update({k: v for k, v in getattr(self, "_analysis_record", {}).items() if v})
         context["ti"].xcom_push(key=XCOM_OUTCOME, value=record)
         self.log.info("%s: %s - %s", record["host"], outcome, reason)
         return record
@@ -227,7 +231,12 @@ class OfflineRestartOnlineOperator(HostOperator):
         ti = context["ti"]
         decision, message = plan.batch_gate(self.host, read_group_states(ti.dag_id, ti.run_id, self.task_group_id),
                                             self.prepare_task_id, self.task_id)
-        if decision == plan.GATE_WAIT:
+        from gantry.triggers.batch_gate import analysis_wait
+
+        # A leader whose previous batch must bake or be analysed waits in the triggerer, which
+        # knows since when the previous batch is back.
+        if decision == plan.GATE_WAIT or (decision == plan.GATE_GO and plan.is_batch_leader(self.host)
+                                          and analysis_wait(self.host)):
             self.log.info("%s (batch %d/%d) waits: %s", self.host["name"], self.host["batch"] + 1,
                           self.host["batches"], message)
             self.defer(trigger=BatchGateTrigger(
@@ -247,6 +256,10 @@ class OfflineRestartOnlineOperator(HostOperator):
             self.outcome(context, plan.NOT_STARTED, f"not started: {event['message']}", step)
             raise AirflowFailException(f"{name}: not started, {event['message']}")
         self.log.info("%s (%s) may go: %s", name, batch, event["message"])
+        if event.get("analysis_since") is not None:
+            asked = self.analyse_previous_batch(context, float(event["analysis_since"]), step)
+            if asked:
+                return self.ask_human(context, asked)
         if plan.is_batch_leader(self.host) and self.host["batch"] > 0:
             from gantry.triggers.batch_gate import read_group_states
 
@@ -255,6 +268,125 @@ class OfflineRestartOnlineOperator(HostOperator):
             if reason:
                 return self.ask_human(context, reason)
         return self.release(context, step)
+
+    # ------------------------------------------------------- analysis of the previous batch
+    def analyse_previous_batch(self, context: Context, since: float, step: StepLog) -> str | None:
+        """The previous batch measured against the hosts still on the previous version, over the
+        intervals since it was back (``gantry.measure``), and the firing alerts. PASS returns None
+        (this batch goes); FAIL rolls the analysed batch back and fails; HALT fails; ASK returns
+        the question for the environment's approvers. The evidence goes into the ledger and the log.
+
+        :param context: the task's context.
+        :param since: when the previous batch was back in rotation (Unix seconds; the gate's).
+        :param step: this task's step log.
+        """
+        from gantry import adapters
+        from gantry.analysis import Action, blocking_alerts, select_hosts
+        from gantry.hooks.prometheus import MetricsUnavailable
+        from gantry.measure import batch_analysis, host_rows, unreachable
+        from gantry.operators.hosts import batch_analysis_config
+        from gantry.triggers.batch_gate import read_plan
+
+        ti = context["ti"]
+        analysed = self.host["batch"]  # the previous batch, counted from 1
+        config = batch_analysis_config(load_config().environment(self.environment),
+                                       (context.get("params") or {}).get("analysis"))
+        records = read_plan(ti.dag_id, ti.run_id, self.plan_task_id)
+        released = {r["index"]: ti.xcom_pull(task_ids=self.task_id, key=XCOM_OUTCOME, map_indexes=r["index"])
+                    for r in records if r["index"] < self.host["batch_start"]}
+        staged = {r["index"]: ti.xcom_pull(task_ids=self.prepare_task_id, map_indexes=r["index"]) for r in records}
+        rows = host_rows(records, {i: o for i, o in released.items() if o}, {i: s for i, s in staged.items() if s})
+        previous = (staged.get(self.host["index"]) or {}).get("current") or next(
+            (s.get("current") for i, s in staged.items() if s and i in self.host["after"]), None)
+        hosts = select_hosts(rows, batch=analysed - 1, version=self.version, previous_version=previous)
+        with step(f"analysis of batch {analysed}"):
+            try:
+                monitoring = adapters.silencer()
+                ours = [s["id"] for s in monitoring.active(self.app, self.environment)]
+                alerts = blocking_alerts(monitoring.alerts(self.app, self.environment), app=self.app,
+                                         environment=self.environment, gantry_silence_ids=ours,
+                                         offline_hosts=[r.name for r in rows if not r.in_rotation])
+            except Exception as exc:  # noqa: BLE001 - unknown alerts are never a pass
+                outcome = unreachable(config, hosts, f"Alertmanager: {type(exc).__name__}: {exc}")
+            else:
+                outcome = batch_analysis(adapters.metrics().value, config, app=self.app, env=self.environment,
+                                         version=self.version, hosts=hosts, since=since, alerts=alerts,
+                                         unavailable=(MetricsUnavailable,))
+            table = outcome.table()
+            # Every measurement, folded under one heading in the UI.
+            self.log.info("::group::analysis of batch %d of %s %s\n%s\n::endgroup::", analysed, self.app,
+                          self.version, table)
+            evidence = outcome.evidence()
+            adapters.ledger().record_analysis(app=self.app, environment=self.environment, version=self.version,
+                                              dag_id=ti.dag_id, run_id=ti.run_id, batch=analysed, evidence=evidence)
+        verdict = outcome.score.verdict.value
+        summary = {"batch": analysed, "verdict": verdict, "score": evidence["score"], "action": evidence["action"],
+                   "reason": outcome.score.reason, "alerts": [a["alertname"] for a in evidence["alerts"]]}
+        self._analysis_record = {"analysis": summary}
+        what = f"analysis of batch {analysed}: {verdict} ({outcome.score.reason})"
+        if evidence["alerts"]:
+            what += "; alerts firing: " + ", ".join(a["alertname"] for a in evidence["alerts"])
+            self.log.warning("alerts firing for %s in %s: %s", self.app, self.environment, evidence["alerts"])
+        if outcome.action is Action.PROCEED:
+            self.log.info("%s: batch %d goes", what, analysed + 1)
+            return None
+        if outcome.action is Action.ASK:
+            return f"the {what}\n\n```\n{table}\n```"
+        if outcome.action is Action.ROLL_BACK:
+            back = [self._roll_back_analysed(context, r, previous)
+                    for r in records if r["name"] in hosts.canary]
+            self._analysis_record["overrides"] = back
+            self.outcome(context, plan.NOT_STARTED, f"not started: the {what}; batch {analysed} rolled back to "
+                         f"{previous}", step)
+            raise AirflowFailException(f"{self.app} {self.version}: the {what}; batch {analysed} "
+                                       f"({', '.join(hosts.canary)}) rolled back to {previous}; the rollout stops")
+        self.outcome(context, plan.NOT_STARTED, f"not started: the {what}; halted, nothing rolled back", step)
+        raise AirflowFailException(f"{self.app} {self.version}: the {what}; the rollout halts here (nothing is "
+                                   "rolled back: the evidence does not show the version bad)")
+
+    def _roll_back_analysed(self, context: Context, record: dict, previous: str | None) -> dict:
+        """An analysed host back to ``previous`` by the graceful path of a release (silence,
+        offline, drain, quiet period, restart, health, online). Returns its line for the report."""
+        from gantry import adapters, remote
+
+        # The same operator's steps on the other host (its shell, registry and pool member);
+        # plain attribute writes: the operator's own setattr hooks are for DAG authoring.
+        other = copy.copy(self)
+        object.__setattr__(other, "host", record)
+        object.__setattr__(other, "_shell", None)
+        app, name = self.app_config, record["name"]
+        step = StepLog(self.log)
+        why = "rolled back after the analysis of its batch failed"
+        try:
+            with step(f"{name}: silence monitoring"):
+                adapters.silencer().silence(app.name, self.environment, name, minutes=app.silence_minutes,
+                                            comment=f"gantry: rolling back {app.name} {self.version} "
+                                                    f"({context['run_id']})")
+            with step(f"{name}: offline"):
+                other.registry().disable(app.name, self.environment, name, reason=why, **other.instance)
+                other.load_balancer().disable(other.lb_pool, record["address"], app.port)
+                out = other.remote(remote.drain_script(app, record["address"], app.timeouts.drain),
+                                   timeout=app.timeouts.drain + 30)
+                self.log.info("%s", (out.stdout + out.stderr).strip())
+            with step(f"{name}: quiet period"):
+                time.sleep(app.timeouts.quiet_period)
+            with step(f"{name}: roll back to {previous}"):
+                result = other.remote(remote.restart_script(app, previous))
+                self.log.info("%s", (result.stdout + result.stderr).strip())
+                healthy = other._wait_healthy(previous, app.timeouts.startup)
+            if not healthy:
+                return {"host": name, "batch": record["batch"], "outcome": plan.LEFT_OUT, "serving": previous,
+                        "reason": f"{why}; {previous} is not healthy either: LEFT OUT OF ROTATION and silenced, "
+                                  "needs a human", "steps": step.table}
+            with step(f"{name}: online"):
+                other._online()
+        except Exception as exc:  # noqa: BLE001 - the other hosts of the batch are still rolled back
+            self.log.error("%s: could not roll back: %s", name, exc)
+            return {"host": name, "batch": record["batch"], "outcome": plan.UNREACHABLE, "serving": None,
+                    "reason": f"{why}, but the rollback failed ({exc}): the reconciler puts it back once it is "
+                              "healthy", "steps": step.table}
+        return {"host": name, "batch": record["batch"], "outcome": plan.ROLLED_BACK, "serving": previous,
+                "reason": f"{why}; on {previous}, back in rotation", "steps": step.table}
 
     # ------------------------------------------------------------ human go-ahead
     def ask_human(self, context: Context, reason: str) -> dict:

@@ -48,6 +48,33 @@ def plan_steps(app: AppConfig, environment: str, version: str, host: dict, artif
     ]
 
 
+def batch_analysis_config(env: Any, override: Any = None) -> Any:
+    """The analysis a rollout runs after each batch: the environment's when it is enabled, or
+    as the trigger's ``analysis`` says (true runs the environment's, or the defaults when it has
+    none; false runs none). None: no analysis, the bake time applies.
+
+    :param env: the environment's configuration.
+    :param override: the trigger's ``analysis`` param (None or "": the environment decides).
+    """
+    import dataclasses
+
+    from gantry.analysis import AnalysisConfig
+
+    if override in (None, "", "None"):
+        return env.analysis if env.analysis is not None and env.analysis.enabled else None
+    if override in (False, "False", "false"):
+        return None
+    return dataclasses.replace(env.analysis or AnalysisConfig(), enabled=True)
+
+
+def describe_analysis(config: Any) -> str:
+    """One line for the plan and the dry run: what is measured and what each outcome does."""
+    metrics = ", ".join(f"{m.name} {m.count} x {m.interval_seconds:g}s" for m in config.metrics)
+    return (f"analysis of the previous batch ({metrics}; canary vs the hosts still on the previous version): "
+            f"PASS goes on, FAIL rolls the batch back, marginal {config.on_marginal}, inconclusive "
+            f"{config.on_inconclusive}, Prometheus unreachable {config.on_unreachable}; firing alerts stop")
+
+
 def plan_request(app: str, environment: str, subset: Any = None, batches: Any = None,
                  failure_threshold: Any = None) -> dict[str, Any]:
     """The request checked against the CMDB: every listed host, the chosen ones, the batches, the
@@ -119,18 +146,18 @@ class CollectHostsOperator(BaseOperator):
     after logging the exact per-host plan)."""
 
     template_fields: Sequence[str] = ("app", "version", "hosts", "batches", "failure_threshold", "bake_seconds",
-                                      "settle_seconds",
+                                      "settle_seconds", "analysis",
                                       "confirm_batches", "on_threshold", "dry_run", "artifact")
     ui_color = "#e8f4fd"
 
     def __init__(self, *, app: str, version: str, environment: str, artifact: Any,
                  hosts: Any = None, batches: Any = None, failure_threshold: Any = None, bake_seconds: Any = None,
-                 settle_seconds: Any = None,
+                 settle_seconds: Any = None, analysis: Any = None,
                  confirm_batches: Any = None, on_threshold: Any = None, dry_run: Any = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.confirm_batches, self.on_threshold = confirm_batches, on_threshold
         self.failure_threshold, self.bake_seconds = failure_threshold, bake_seconds
-        self.settle_seconds = settle_seconds
+        self.settle_seconds, self.analysis = settle_seconds, analysis
         self.app, self.version, self.environment = app, version, environment
         self.artifact, self.hosts, self.batches, self.dry_run = artifact, hosts, batches, dry_run
 
@@ -151,8 +178,17 @@ class CollectHostsOperator(BaseOperator):
         self.log.info("batch plan %r: %s; at most %d host(s) out of rotation; failure threshold %d (%s); "
                       "bake %gs; human confirmation between batches: %s", batch_plan, [len(b) for b in batches],
                       bound, threshold, on_threshold, bake, confirm)
-        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake, settle_seconds=settle, confirm=confirm,
-                                      on_threshold=on_threshold)
+        analysis = batch_analysis_config(env, self.analysis)
+        policy = {}
+        if analysis is not None:
+            from gantry.measure import batch_wait_seconds
+
+            # The analysis replaces the fixed bake time: the next batch waits for its intervals.
+            policy = {"analysis_seconds": batch_wait_seconds(analysis), "analysis": describe_analysis(analysis)}
+            bake = 0.0
+            self.log.info("after each batch but the last: %s", policy["analysis"])
+        records = plan.assign_batches(hosts, batches, threshold=threshold, bake_seconds=bake, settle_seconds=settle,
+                                      confirm=confirm, on_threshold=on_threshold, **policy)
         steps = plan_steps(app, env.name, self.version, {"name": "<host>", "address": "<address>"}, self.artifact)
         self.log.info("%s", plan.render_plan(app.name, env.name, self.version, records, []))
         if self.dry_run:

@@ -31,6 +31,15 @@ def step_table(outcomes: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def batch_verdicts(outcomes: Sequence[dict]) -> str:
+    """One line per analysed batch: its verdict, score and what the rollout did (carried by the
+    next batch's leader)."""
+    rows = sorted((o["analysis"] for o in outcomes if o.get("analysis")), key=lambda a: a["batch"])
+    return "\n".join(f"batch {a['batch']:<3d} analysis {a['verdict']:12s} score {a['score']:g}  -> {a['action']}: "
+                     f"{a['reason']}" + (f"; alerts: {', '.join(a['alerts'])}" if a.get("alerts") else "")
+                     for a in rows)
+
+
 class ReleaseReportOperator(BaseOperator):
     """Summarises every host's outcome and records the release in the ledger, which must match
     the hosts: ``succeeded`` only when every host the CMDB lists got the version (only then is
@@ -60,6 +69,11 @@ class ReleaseReportOperator(BaseOperator):
         recorded: dict[str, dict] = {}
         for task_id in self.host_task_ids:  # later steps override earlier ones
             recorded.update({o["host"]: o for o in as_list(ti.xcom_pull(task_ids=task_id, key=XCOM_OUTCOME))})
+        # A batch leader that rolled back the previous batch after a failed analysis carries
+        # those hosts' final outcomes.
+        for o in list(recorded.values()):
+            recorded.update({back["host"]: back for back in o.get("overrides") or ()})
+        analyses = batch_verdicts(recorded.values())
         outcomes = [recorded.get(h["name"]) or {"host": h["name"], "batch": h["batch"], "outcome": plan.NOT_STARTED,
                                                 "reason": "no step recorded an outcome (not run, or the task died)"}
                     for h in planned]
@@ -80,6 +94,8 @@ class ReleaseReportOperator(BaseOperator):
         status, summary, missing = plan.run_verdict(outcomes, cmdb_hosts)
         self.log.info("release %s %s in %s: %s (%s)\n%s", self.app, self.version, self.environment, status, summary,
                       step_table(outcomes))
+        if analyses:
+            self.log.info("analysis after each batch:\n%s", analyses)
         hosts = [{k: v for k, v in o.items() if k != "steps"} for o in outcomes]
         self._observe(outcomes, context["run_id"])
         if status == plan.SUCCEEDED:

@@ -31,6 +31,14 @@ def next_tick(tick: float, states: dict[int, dict[str, str | None]]) -> float:
     return min(SLOW_TICK, tick * 2)
 
 
+def analysis_wait(host: dict) -> float:
+    """How long a batch leader waits once the previous batch is back: the analysis' intervals
+    where an analysis runs (it replaces the bake time), else the bake time (0: none)."""
+    if host.get("batch", 0) == 0:
+        return 0.0
+    return float(host.get("analysis_seconds") or host.get("bake_seconds") or 0)
+
+
 def group_states(raw: dict[str, Any]) -> dict[int, dict[str, str | None]]:
     """``{"<task_id>_<map_index>": state}`` (Task SDK shape) -> ``{map_index: {task_id: state}}``."""
     out: dict[int, dict[str, str | None]] = {}
@@ -110,18 +118,28 @@ class BatchGateTrigger(BaseEventTrigger):
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
         go_since: float | None = None
+        back_at: float | None = None
         async for snapshot in shared_stream:
             host = snapshot["records"][self.map_index]
             decision, message = plan.batch_gate(host, snapshot["states"], self.prepare_task_id,
                                                 self.release_task_id)
-            if decision == plan.GATE_GO and host.get("bake_seconds") and plan.is_batch_leader(host):
-                # Bake time: the previous batch serves for a while before this one starts.
+            extra: dict[str, Any] = {}
+            wait = analysis_wait(host)
+            if decision == plan.GATE_GO and wait and plan.is_batch_leader(host):
+                # Bake time, or the analysis' intervals: the previous batch serves for a while
+                # before this one starts. Waiting here costs no process; the leader task then
+                # asks Prometheus for the intervals that ended meanwhile (gantry.measure).
                 go_since = go_since or time.monotonic()
-                if time.monotonic() - go_since < host["bake_seconds"]:
+                back_at = back_at or time.time()
+                if time.monotonic() - go_since < wait:
                     continue
-                message += f"; baked {host['bake_seconds']:g}s"
+                if host.get("analysis_seconds"):
+                    extra = {"analysis_since": back_at}
+                    message += f"; measured for {wait:g}s since the previous batch was back"
+                else:
+                    message += f"; baked {wait:g}s"
             if decision != plan.GATE_WAIT:
-                yield TriggerEvent({"decision": decision, "message": message})
+                yield TriggerEvent({"decision": decision, "message": message, **extra})
                 return
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -78,3 +78,22 @@ def test_the_shared_poll_is_fast_while_hosts_move_and_backs_off_while_nothing_do
     for _ in range(8):
         ticks.append(next_tick(ticks[-1], idle))
     assert ticks == sorted(ticks) and ticks[-1] == SLOW_TICK
+
+
+def test_with_an_analysis_the_leader_waits_its_intervals_and_says_since_when_and_the_others_wait_for_it():
+    records = plan.assign_batches(hosts(3), plan.parse_batch_plan("1, 100%", 3), bake_seconds=0.0,
+                                  analysis_seconds=0.3, analysis="analysis of the previous batch")
+    back = {"records": records, "states": {0: {STAGE: "success", RELEASE: "success"}}}
+    before = time.time()
+    assert first_event(trigger(1), [back] * 3, delay=0.01) is None, "no go before the intervals have ended"
+    event = first_event(trigger(1), [back] * 20, delay=0.05)
+    assert event["decision"] == plan.GATE_GO and "measured for" in event["message"]
+    assert before <= event["analysis_since"] <= before + 0.2
+    # The other host of the batch follows the leader, whose analysis decides for the batch.
+    assert first_event(trigger(2), [back] * 3) is None
+    leader_done = {"records": records, "states": {0: {STAGE: "success", RELEASE: "success"},
+                                                  1: {STAGE: "success", RELEASE: "success"}}}
+    assert first_event(trigger(2), [leader_done])["decision"] == plan.GATE_GO
+    leader_failed = {"records": records, "states": {0: {STAGE: "success", RELEASE: "success"},
+                                                    1: {STAGE: "success", RELEASE: "failed"}}}
+    assert first_event(trigger(2), [leader_failed])["decision"] == plan.GATE_FAIL
