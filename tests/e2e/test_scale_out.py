@@ -2,12 +2,14 @@
 with redis and one worker process per queue, as `GANTRY_EXECUTOR=celery ./gantry up` runs it).
 
 One promotion in `test` under load carries the main promotion's guarantees (every host
-released, not one failed request, never more than one host out of rotation) and a worker
-SIGKILLed while it runs a host step. The zone routing (beta and prod on the `prod-zone` worker)
+released, not one failed request, never more than one host out of rotation), a broker restart
+while its first task waits in it, and a worker SIGKILLed while it runs a host step. The zone routing (beta and prod on the `prod-zone` worker)
 is checked by the chain tests, which run on Celery too (test_promotion_chain.py).
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import time
@@ -44,9 +46,37 @@ def test_promotion_on_celery_loses_no_request_and_survives_a_killed_worker(fleet
     hosts = fleet_state()["hosts"]
     default_workers = {"worker-default", spare_worker}
     with LoadGenerator() as load, RotationSampler() as sampler:
+        # The broker (redis) restarted while a task waits in it, no worker there to take it: the
+        # message survives in its append-only file, and the run goes on as soon as a worker is
+        # back, not after Airflow's task_queued_timeout (300 s).
+        env = {**os.environ, **fleet.airflow_env("celery")}
+        for name in ("default", "default-spare"):
+            fleet.stop(fleet.worker_component(name))
         resp = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False})
         assert resp.status_code == 200, resp.text
         run_id = resp.json()["dag_run_id"]
+
+        def first_task() -> dict:
+            return wait_for(lambda: next((t for t in airflow.task_instances(DAG, run_id)
+                                          if t["task_id"] == "claim_release"), None), "the run's first task")
+
+        import redis
+
+        broker = redis.Redis(host="127.0.0.1", port=fleet.REDIS_PORT)
+        ti_id = first_task()["id"]
+
+        def in_broker() -> bool:  # Airflow marks it queued before the message reaches redis
+            return any(ti_id in base64.b64decode(json.loads(raw)["body"]).decode(errors="replace")
+                       for raw in broker.lrange("default", 0, -1))
+
+        wait_for(in_broker, "the first task's message to wait in the broker's queue")
+        assert first_task()["state"] == "queued"
+        fleet.stop("redis")
+        fleet.redis_up()
+        fleet.start_worker("default", "default", env, serve_logs=True)
+        fleet.start_worker("default-spare", "default", env)
+        wait_for(lambda: first_task()["state"] == "success", "the first task to run after the broker's restart",
+                 timeout=60)
 
         # The worker running the canary's release step, SIGKILLed with everything it started (its
         # process group: pool processes, the task's supervisor and process) once the canary is
