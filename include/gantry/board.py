@@ -319,6 +319,8 @@ def history(rows: list[dict], base: str, limit: int = HISTORY_PAGE) -> dict:
                   "route": r.get("route"), "special": r.get("special"),
                   "decisions": [{"kind": d["kind"], "by": d.get("by"), "detail": (d.get("detail") or "").split("\n")[0],
                                  "at": _text_time(d.get("at"))} for d in r.get("decisions") or []],
+                  "analyses": [{k: a.get(k) for k in ("batch", "verdict", "action", "score", "reason")}
+                               for a in r.get("analyses") or []],
                   "link": run_link(base, r["dag_id"], r["run_id"])} for r in page],
         "next_before": page[-1]["id"] if len(rows) > limit and page else None,
     }
@@ -458,6 +460,11 @@ def render_history(app: str, environment: str, page: dict) -> str:
             if d["kind"] != "triggered":  # the trigger is the row's "by"
                 extra += (f'<div class="decision muted">{_e(d["kind"].replace("_", " "))} by '
                           f'{_e(d["by"] or "nobody")}{": " + _e(d["detail"]) if d["detail"] else ""}</div>')
+        for a in r.get("analyses") or []:
+            passed = a["verdict"] == "PASS"
+            extra += (f'<div class="analysis {"muted" if passed else "attempt failed"}">analysis of batch '
+                      f'{_e(a["batch"])}: {_e(a["verdict"])} &rarr; {_e(str(a["action"]).replace("_", " "))}'
+                      f'{" (" + _e(a["reason"]) + ")" if a["reason"] else ""}</div>')
         rows.append(f'<tr class="hist-row {_e(r["status"])}" data-id="{r["id"]}"><td>{_when(r["started_at"])}</td>'
                     f'<td>{_e(r["kind"])}{" (partial)" if r["scope"] == "partial" else ""}</td>'
                     f'<td><b>{_e(r["version"])}</b></td><td>{_e(r["previous"] or "-")}</td>'

@@ -17,7 +17,7 @@ def ledger(fleet):
     import sqlalchemy as sa
 
     with hook.engine().begin() as conn:
-        for table in ("gantry_decision", "gantry_release"):
+        for table in ("gantry_decision", "gantry_analysis", "gantry_release"):
             conn.execute(sa.text(f"DELETE FROM {table} WHERE environment LIKE 'itest-%'"))
 
 
@@ -44,3 +44,23 @@ def test_decisions_are_kept_in_order_with_who_and_what_they_saw_and_shown_on_the
     html = render_history("demo", env, page)
     assert "approved by alice: Release demo 2.0.0?" in html and "batch stopped by alice" in html
     assert "triggered by" not in html, "the trigger is the row's own 'by' column"
+
+
+def test_a_runs_batch_analyses_are_in_its_history_and_on_the_board(ledger):
+    env, run_id = f"itest-{uuid.uuid4().hex[:6]}", f"manual__{uuid.uuid4().hex}"
+    dag_id = f"gantry_promote_{env}"
+    ledger.claim(app="demo", environment=env, kind="promote", version="2.0.0", dag_id=dag_id, run_id=run_id,
+                 triggered_by="rita", scope="full", auto=False, override_reason=None,
+                 previous_version="1.0.0")
+    for batch, verdict, action, reason in ((1, "PASS", "proceed", "score 100.0 >= pass 95"),
+                                           (2, "FAIL", "roll_back", "critical metric failed: error_ratio")):
+        ledger.record_analysis(app="demo", environment=env, version="2.0.0", dag_id=dag_id, run_id=run_id,
+                               batch=batch, evidence={"verdict": verdict, "action": action, "score": 50.0,
+                                                      "reason": reason, "metrics": []})
+    (row,) = ledger.history("demo", env, 10)
+    assert [(a["batch"], a["verdict"], a["action"]) for a in row["analyses"]] == [
+        (1, "PASS", "proceed"), (2, "FAIL", "roll_back")]
+    html = render_history("demo", env, history([row], "http://127.0.0.1:8080"))
+    assert "analysis of batch 1: PASS &rarr; proceed (score 100.0 &gt;= pass 95)" in html
+    assert '<div class="analysis attempt failed">analysis of batch 2: FAIL &rarr; roll back (critical metric ' \
+           'failed: error_ratio)</div>' in html

@@ -339,13 +339,17 @@ class LedgerHook(BaseHook):
         return [Current(r["app"], r["environment"], r["version"], r["ended_at"], r["kind"], r["run_id"]) for r in rows]
 
     def history(self, app: str, environment: str, limit: int = 50, before: int | None = None) -> list[dict]:
-        """The environment's release attempts, newest first, each with its version's route and its
-        human decisions (``decisions``: kind, by, detail, at; in the order they were made).
+        """The environment's release attempts, newest first, each with its version's route, its
+        human decisions (``decisions``: kind, by, detail, at; in the order they were made) and its
+        batch analyses (``analyses``: batch, verdict, action, score, reason; in the order they ran).
         ``before``: the ``id`` of the last row of the previous page; the page continues after it."""
         return self._rows(
             "SELECT r.*, v.special, v.route, (SELECT COALESCE(jsonb_agg(jsonb_build_object('kind', d.kind, "
             "'by', d.decided_by, 'detail', left(d.detail, 1000), 'at', d.decided_at) ORDER BY d.id), '[]') "
-            "FROM gantry_decision d WHERE d.dag_id=r.dag_id AND d.run_id=r.run_id) AS decisions "
+            "FROM gantry_decision d WHERE d.dag_id=r.dag_id AND d.run_id=r.run_id) AS decisions, "
+            "(SELECT COALESCE(jsonb_agg(jsonb_build_object('batch', a.batch, 'verdict', a.verdict, "
+            "'action', a.action, 'score', a.evidence->'score', 'reason', a.evidence->>'reason') ORDER BY a.id), "
+            "'[]') FROM gantry_analysis a WHERE a.dag_id=r.dag_id AND a.run_id=r.run_id) AS analyses "
             "FROM gantry_release r LEFT JOIN gantry_version v "
             "ON v.app=r.app AND v.version=r.version WHERE r.app=:a AND r.environment=:e "
             "AND (CAST(:b AS bigint) IS NULL OR (r.started_at, r.id) < "
