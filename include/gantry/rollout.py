@@ -54,7 +54,7 @@ APPROVAL_BODY = """{% set e = ti.xcom_pull(task_ids=gates_task_id) %}
 
 - Running there now: {{ e.running_here or 'nothing recorded' }}{% if e.running_here_since %} (since {{ e.running_here_since }}){% endif %}
 {% if e.upstream %}- Upstream evidence: {{ e.upstream.version }} succeeded in {{ e.upstream.environment }} on every host, current there since {{ e.upstream.since }} ({{ e.upstream.soaked_minutes }} min), run {{ e.upstream.run_id }}
-{% if e.upstream.analysis %}- Soak analysis in {{ e.upstream.environment }}: {{ e.upstream.analysis.verdict }} ({{ e.upstream.analysis.reason }}){% if e.upstream.analysis.accepted_by %}, let in by {{ e.upstream.analysis.accepted_by }}{% endif %}
+{% if e.upstream.get('analysis') %}- Soak analysis in {{ e.upstream.environment }}: {{ e.upstream.analysis.verdict }} ({{ e.upstream.analysis.reason }}){% if e.upstream.analysis.get('accepted_by') %}, let in by {{ e.upstream.analysis.accepted_by }}{% endif %}
 {% endif %}{% endif %}{% if params.get('emergency_reason') %}- EMERGENCY OVERRIDE: {{ params.emergency_reason }}
 {% endif %}
 """

@@ -1,4 +1,5 @@
-"""What an approver reads: the release approval's body, rendered from the gates' evidence."""
+"""What an approver reads: the release approval's body, rendered from the gates' evidence with
+StrictUndefined, as Airflow renders templates (a missing key is an error, not an empty string)."""
 import jinja2
 
 from gantry.rollout import APPROVAL_BODY
@@ -14,7 +15,9 @@ class TI:
 
 
 def render(evidence, **params):
-    template = jinja2.Environment().from_string(APPROVAL_BODY.replace("gates_task_id", repr("check_gates")))
+    # The keys CheckGatesOperator always returns; `upstream` only where there is one.
+    evidence = {"running_here": "1.0", "running_here_since": "2026-12-01T10:00:00+00:00", **evidence}
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(APPROVAL_BODY.replace("gates_task_id", repr("check_gates")))
     return template.render(ti=TI(evidence), params={"app": "demo", "version": "2.0", **params},
                            dag_run=type("Run", (), {"triggering_user_name": "alice"})())
 
