@@ -35,7 +35,7 @@ def _add_file(tar: tarfile.TarFile, arcname: str, data: bytes, mode: int) -> Non
 # Which schema migrations each demo version ships (each package carries its whole chain).
 MIGRATIONS = {"1.0.0": ("0001",), "1.1.0": ("0001", "0002"), "1.2.0": ("0001", "0002", "0003")}
 # The release-analysis builds (fleetctl.DEMO_BUILDS) come after 1.2.0: they carry its whole chain.
-MIGRATIONS.update({v: MIGRATIONS["1.2.0"] for v in ("1.3.1", "1.3.1-errors", "1.3.1-slow")})
+MIGRATIONS.update({v: MIGRATIONS["1.2.0"] for v in ("1.3.1", "1.3.1-errors", "1.3.1-slow", "1.3.2")})
 DEFAULT_MIGRATIONS = MIGRATIONS["1.1.0"]
 
 

@@ -69,9 +69,10 @@ EXECUTORS = ("local", "celery")
 EXECUTOR_FILE = STATE / "executor"
 DEMO_VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
 # Builds that pass every health check and misbehave only in their traffic, for release analysis
-# (README, Analysis): a good one and two that go wrong as releases really do. Not 1.3.0, which an
-# end-to-end test publishes and tampers with.
-DEMO_BUILDS = {"1.3.1": {}, "1.3.1-errors": {"error_ratio": 0.05}, "1.3.1-slow": {"extra_latency_ms": 250}}
+# (README, Analysis): two good ones and two that go wrong as releases really do. Not 1.3.0, which
+# an end-to-end test publishes and tampers with.
+DEMO_BUILDS = {"1.3.1": {}, "1.3.1-errors": {"error_ratio": 0.05}, "1.3.1-slow": {"extra_latency_ms": 250},
+               "1.3.2": {}}
 # Local Airflow users (password = name); `alice` is the configured prod approver.
 DEMO_USERS = ("admin", "alice", "bob")
 # Gantry's own user of Airflow's REST API (read-only): waiting approvals read their answers as it.

@@ -41,6 +41,8 @@ class LoadGenerator:
         self.ok = 0
         self.failures: list[str] = []
         self.versions: Counter[str] = Counter()
+        # (version, host) of every answer the app gave, 500s included: who served which build.
+        self.served: Counter[tuple[str, str]] = Counter()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
@@ -53,7 +55,10 @@ class LoadGenerator:
                 resp = conn.getresponse()
                 body = resp.read().decode()
                 conn.close()
+                words = body.split()
                 with self._lock:
+                    if len(words) >= 4 and words[2] == "on":
+                        self.served[(words[1], words[3].rstrip(":"))] += 1
                     if resp.status == 200:
                         self.ok += 1
                         self.versions[body.split()[1]] += 1
@@ -77,6 +82,10 @@ class LoadGenerator:
     @property
     def total(self) -> int:
         return self.ok + len(self.failures)
+
+    def hosts_serving(self, version: str) -> set[str]:
+        """The hosts that answered any request with ``version``."""
+        return {host for (v, host) in self.served if v == version}
 
 
 class RotationSampler:

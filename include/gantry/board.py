@@ -157,12 +157,14 @@ def matrix(config: GantryConfig, latest: list[dict], hosts: list[dict], running:
                 "route": row.get("route"), "special": row.get("special"),
                 "hosts": len(seen.get((app, env), [])),
                 "drift": LedgerHook.drift(version, seen.get((app, env), [])),
+                "analyses": (row.get("current_analyses") or []) if current else [],
                 "last_attempt": None, "releasing": None,
             }
             if attempt and (not current or attempt["id"] != current["id"]):
                 cell["last_attempt"] = {"kind": attempt["kind"], "version": attempt["version"],
                                         "status": attempt["status"], "message": attempt["message"],
                                         "at": _text_time(attempt["ended_at"]),
+                                        "analyses": row.get("attempt_analyses") or [],
                                         "run": {"dag_id": attempt["dag_id"], "run_id": attempt["run_id"]}}
             if (app, env) in releasing:
                 r = releasing[(app, env)]
@@ -345,6 +347,17 @@ def _list_table(columns: list[str], rows: list[str]) -> str:
     return f'<table class="list"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _analysis_summary(analyses: list[dict]) -> str:
+    """A release's batch analyses in a cell: each batch's verdict, and what the rollout did when
+    it did not proceed ("batch 1 FAIL: roll_back")."""
+    if not analyses:
+        return ""
+    items = ", ".join(f'batch {a["batch"]} {_e(a["verdict"])}'
+                      + ("" if a["action"] == "proceed" else f': {_e(a["action"])}') for a in analyses)
+    passed = all(a["action"] == "proceed" for a in analyses)
+    return f'<div class="analysis {"muted" if passed else "attempt failed"}">analysis: {items}</div>'
+
+
 def render_matrix(board: dict, base: str) -> str:
     m = board["matrix"]
     head = "".join(f"<th>{_e(env)}</th>" for env in m["environments"])
@@ -358,6 +371,7 @@ def render_matrix(board: dict, base: str) -> str:
                 parts.append(f'<div class="version">{_e(c["version"])}</div>')
                 by = _e(c["by"]) + (f", approved by {_e(c['approved_by'])}" if c["approved_by"] else "")
                 parts.append(f'<div class="since">since {_when(c["since"])}<br>by {by}</div>')
+                parts.append(_analysis_summary(c["analyses"]))
             else:
                 parts.append('<div class="none">no release recorded</div>')
             if c["drift"]:
@@ -372,6 +386,7 @@ def render_matrix(board: dict, base: str) -> str:
                 la = c["last_attempt"]
                 parts.append(f'<div class="attempt {_e(la["status"])}">last: {_e(la["kind"])} '
                              f'{_e(la["version"])} {_e(la["status"])}</div>')
+                parts.append(_analysis_summary(la["analyses"]))
             if c["releasing"]:
                 r = c["releasing"]
                 parts.append('<div class="releasing">&#9654; ' + _a(run_link(base, r["dag_id"], r["run_id"]),

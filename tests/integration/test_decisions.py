@@ -3,10 +3,12 @@ decisions, history) and on the release board's history page (board.history, rend
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
-from gantry.board import history, render_history
+from gantry.board import history, matrix, render_history, render_matrix
+from gantry.config import parse_config
 from gantry.hooks.ledger import LedgerHook
 
 
@@ -46,7 +48,7 @@ def test_decisions_are_kept_in_order_with_who_and_what_they_saw_and_shown_on_the
     assert "triggered by" not in html, "the trigger is the row's own 'by' column"
 
 
-def test_a_runs_batch_analyses_are_in_its_history_and_on_the_board(ledger):
+def test_a_runs_batch_analyses_are_in_its_history_and_on_the_boards_matrix(ledger):
     env, run_id = f"itest-{uuid.uuid4().hex[:6]}", f"manual__{uuid.uuid4().hex}"
     dag_id = f"gantry_promote_{env}"
     ledger.claim(app="demo", environment=env, kind="promote", version="2.0.0", dag_id=dag_id, run_id=run_id,
@@ -64,3 +66,24 @@ def test_a_runs_batch_analyses_are_in_its_history_and_on_the_board(ledger):
     assert "analysis of batch 1: PASS &rarr; proceed (score 100.0 &gt;= pass 95)" in html
     assert '<div class="analysis attempt failed">analysis of batch 2: FAIL &rarr; roll back (critical metric ' \
            'failed: error_ratio)</div>' in html
+
+    # The matrix's cell shows the last attempt's analyses; once a release succeeds, its own.
+    ledger.finish(dag_id, run_id, "failed", "the analysis of batch 2: FAIL", hosts=[])
+    app = {"package": "demo-{version}.tar.gz", "install_root": "/srv/demo", "port": 9000,
+           "start_command": "bin/start.sh", "stop_command": "bin/stop.sh", "pid_file": "/srv/demo/app.pid"}
+    config = parse_config({"apps": {"demo": app}, "environments": {env: {}}}, Path("."))
+
+    def cell_html() -> str:
+        return render_matrix({"matrix": matrix(config, ledger.latest([("demo", env)]), [], [])}, "")
+
+    assert '<div class="analysis attempt failed">analysis: batch 1 PASS, batch 2 FAIL: roll_back</div>' \
+        in cell_html()
+    good = f"manual__{uuid.uuid4().hex}"
+    ledger.claim(app="demo", environment=env, kind="promote", version="2.0.1", dag_id=dag_id, run_id=good,
+                 triggered_by="rita", scope="full", auto=False, override_reason=None, previous_version="1.0.0")
+    ledger.record_analysis(app="demo", environment=env, version="2.0.1", dag_id=dag_id, run_id=good, batch=1,
+                           evidence={"verdict": "PASS", "action": "proceed", "score": 100.0, "reason": "", "metrics": []})
+    ledger.finish(dag_id, good, "succeeded", "", hosts=[])
+    html = cell_html()
+    assert '<div class="version">2.0.1</div>' in html
+    assert '<div class="analysis muted">analysis: batch 1 PASS</div>' in html and "FAIL" not in html

@@ -80,6 +80,26 @@ def test_a_cell_has_the_current_version_since_when_by_whom_and_its_drifting_host
     assert m["cells"]["api"]["dev"]["version"] is None, "every app x environment has a cell"
 
 
+def test_a_cell_shows_each_batch_analysis_of_its_release_and_of_a_later_attempt(config):
+    at = "2026-12-01T09:00:00+00:00"
+    latest = [{"app": "demo", "environment": "dev", "current": release(7, "1.2", ended=at),
+               "current_analyses": [{"batch": 1, "verdict": "PASS", "action": "proceed"}],
+               "attempt": release(9, "1.3", status="failed", ended=at),
+               "attempt_analyses": [{"batch": 1, "verdict": "PASS", "action": "proceed"},
+                                    {"batch": 2, "verdict": "FAIL", "action": "roll_back"}]},
+              {"app": "demo", "environment": "prod", "current": release(5, "1.1", env="prod", ended=at),
+               "current_analyses": [], "attempt": release(5, "1.1", env="prod", ended=at),
+               "attempt_analyses": []}]
+    m = b.matrix(config, latest, [], [])
+    dev = m["cells"]["demo"]["dev"]
+    assert [a["verdict"] for a in dev["analyses"]] == ["PASS"]
+    assert [a["verdict"] for a in dev["last_attempt"]["analyses"]] == ["PASS", "FAIL"]
+    html = b.render_matrix({"matrix": m}, "")
+    assert '<div class="analysis muted">analysis: batch 1 PASS</div>' in html
+    assert '<div class="analysis attempt failed">analysis: batch 1 PASS, batch 2 FAIL: roll_back</div>' in html
+    assert html.count('class="analysis') == 2, "a release without analyses shows none"
+
+
 def tis(release_states, stage_states=None, other=()):
     out = [{"task_id": t, "map_index": -1, "state": s, "label": None} for t, s in other]
     for i, s in enumerate(release_states):

@@ -84,6 +84,12 @@ DECISIONS = ("triggered", "override", "approved", "rejected", "no_answer", "batc
              "soak_accepted", "soak_rejected")
 
 
+# A run's batch analyses as a JSON list (batch, verdict, action), by the index on (dag_id, run_id);
+# ``run`` is the alias of the gantry_release row.
+ANALYSES = ("(SELECT COALESCE(jsonb_agg(jsonb_build_object('batch', a.batch, 'verdict', a.verdict, "
+            "'action', a.action) ORDER BY a.id), '[]') FROM gantry_analysis a "
+            "WHERE a.dag_id={run}.dag_id AND a.run_id={run}.run_id)")
+
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
 
 
@@ -360,13 +366,15 @@ class LedgerHook(BaseHook):
         """For each (app, environment): its current release (the latest that succeeded on every
         host, as ``current``) and its last finished attempt other than the reconciler's (as in
         ``where``), each looked up by index: one query however long the ledger. One row per cell
-        with ``current`` and ``attempt`` (None when there is none), and the version's route."""
+        with ``current`` and ``attempt`` (None when there is none), the batch analyses of each
+        (``current_analyses``, ``attempt_analyses``: batch, verdict, action), and the version's route."""
         if not cells:
             return []
         columns = ("id, kind, version, previous_version, status, message, run_id, dag_id, triggered_by, "
                    "approved_by, started_at, ended_at")
         return self._rows(
             "SELECT k.app, k.environment, to_jsonb(c) AS current, to_jsonb(t) AS attempt, "
+            f"{ANALYSES.format(run='c')} AS current_analyses, {ANALYSES.format(run='t')} AS attempt_analyses, "
             "v.special, v.route FROM unnest(CAST(:apps AS text[]), CAST(:envs AS text[])) WITH ORDINALITY "
             "AS k(app, environment, n) "
             f"LEFT JOIN LATERAL (SELECT {columns} FROM gantry_release r WHERE r.app=k.app "
