@@ -256,11 +256,17 @@ def test_a_part_unavailable_at_its_step_fails_the_run_with_every_host_in_rotatio
         assert tis[(failed_task, 0)]["try_number"] == 2, "a transient outage is retried"
 
 
-def _quiet_period_of(fleet, host: dict) -> None:
-    """Wait until ``host`` has left rotation and its drain is over (no in-flight requests reach
-    it through the load balancer): the quiet period before its restart."""
-    OutOfRotation(fleet, host).wait_offline()
-    time.sleep(0.7)
+def _quiet_period_of(airflow, run_id: str, host: dict) -> None:
+    """Wait until ``host`` is in the quiet period before its restart (out of rotation, drained),
+    as its live task log says: the step's heading is written as the step starts."""
+    def started() -> bool:
+        tis = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "host.offline_restart_online"
+               and t["rendered_map_index"] == host["name"] and t["state"] == "running"]
+        return bool(tis) and "::group::quiet period" in airflow.log(DAG, run_id, tis[0]["task_id"],
+                                                                   tis[0]["map_index"])
+
+    wait_for(started, f"{host['name']}'s quiet period", interval=0.05)
+    assert in_load_balancer(host) is False
 
 
 def test_a_hosts_sshd_gone_mid_release_leaves_it_to_the_reconciler(fleet, airflow):
@@ -279,7 +285,7 @@ def test_a_hosts_sshd_gone_mid_release_leaves_it_to_the_reconciler(fleet, airflo
         with LoadGenerator() as load:
             run_id = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False}
                                      ).json()["dag_run_id"]
-            _quiet_period_of(fleet, canary)
+            _quiet_period_of(airflow, run_id, canary)
             fleet.sshd_gone(canary["name"])
             state = airflow.wait_run(DAG, run_id, timeout=600)
             tis = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(DAG, run_id)}
@@ -320,7 +326,7 @@ def test_a_hung_ssh_command_times_out_and_the_retry_finishes_the_release(fleet, 
         with LoadGenerator() as load:
             run_id = airflow.trigger(DAG, {"app": "demo", "version": "1.1.0", "auto_promote": False}
                                      ).json()["dag_run_id"]
-            _quiet_period_of(fleet, canary)
+            _quiet_period_of(airflow, run_id, canary)
             offline_at = time.time()
             stopped = [p for comm in ("sshd", "python3") for p in fleet._host_processes(canary["name"], comm)]
             for pid in stopped:

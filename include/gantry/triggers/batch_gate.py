@@ -19,16 +19,24 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from gantry import plan
 
-FAST_TICK, SLOW_TICK = 0.25, 5.0
+FAST_TICK, TIMED_TICK, SLOW_TICK = 0.25, 0.5, 5.0
 # While a host task is on its way (queued, running), a batch may end any moment: poll fast. When
-# nothing moves (waiting for a human's go-ahead, a bake time, a retry's delay), back off.
+# nothing moves (waiting for a human's go-ahead, a retry's delay), back off. A rollout with a bake
+# time or an analysis between batches never backs off past TIMED_TICK: its leaders decide on a
+# tick, and a slow one would start the next batch up to SLOW_TICK after its wait has ended.
 MOVING = {"scheduled", "queued", "running", "restarting"}
 
 
-def next_tick(tick: float, states: dict[int, dict[str, str | None]]) -> float:
+def next_tick(tick: float, states: dict[int, dict[str, str | None]], timed: bool = False) -> float:
+    """The shared poll's next interval.
+
+    :param tick: the last interval.
+    :param states: the group's task states by map index.
+    :param timed: whether the rollout waits a bake time or an analysis between batches.
+    """
     if any(state in MOVING for tasks in states.values() for state in tasks.values()):
         return FAST_TICK
-    return min(SLOW_TICK, tick * 2)
+    return min(TIMED_TICK if timed else SLOW_TICK, tick * 2)
 
 
 def analysis_wait(host: dict) -> float:
@@ -109,11 +117,11 @@ class BatchGateTrigger(BaseEventTrigger):
 
         dag_id, run_id = kwargs["dag_id"], kwargs["run_id"]
         records = await sync_to_async(read_plan)(dag_id, run_id, kwargs["plan_task_id"])
-        tick = FAST_TICK
+        tick, timed = FAST_TICK, any(analysis_wait(r) for r in records)
         while True:
             states = await sync_to_async(read_group_states)(dag_id, run_id, kwargs["group_id"])
             yield {"records": records, "states": states}
-            tick = next_tick(tick, states)
+            tick = next_tick(tick, states, timed)
             await asyncio.sleep(tick)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:

@@ -68,8 +68,8 @@ def test_bake_time_holds_the_batch_leader_on_later_ticks():
     assert first_event(trigger(1), [back] * 3, delay=0.01) is None, "no go before the bake time has passed"
 
 
-def test_the_shared_poll_is_fast_while_hosts_move_and_backs_off_while_nothing_does():
-    from gantry.triggers.batch_gate import FAST_TICK, SLOW_TICK, next_tick
+def test_the_shared_poll_is_fast_while_hosts_move_and_backs_off_while_nothing_does_unless_a_wait_is_timed():
+    from gantry.triggers.batch_gate import FAST_TICK, SLOW_TICK, TIMED_TICK, next_tick
 
     running = {0: {STAGE: "success", RELEASE: "running"}, 1: {STAGE: "success", RELEASE: "deferred"}}
     assert next_tick(2.0, running) == FAST_TICK
@@ -78,6 +78,8 @@ def test_the_shared_poll_is_fast_while_hosts_move_and_backs_off_while_nothing_do
     for _ in range(8):
         ticks.append(next_tick(ticks[-1], idle))
     assert ticks == sorted(ticks) and ticks[-1] == SLOW_TICK
+    # A rollout that bakes or analyses between batches: its leaders' waits end on a tick.
+    assert next_tick(SLOW_TICK, idle, timed=True) == TIMED_TICK < SLOW_TICK
 
 
 def test_with_an_analysis_the_leader_waits_its_intervals_and_says_since_when_and_the_others_wait_for_it():
