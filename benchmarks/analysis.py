@@ -53,6 +53,16 @@ def prometheus_counters() -> dict[str, float]:
     return {"queries": queries, "evaluation_s": evaluation}
 
 
+def idle_cpu_rate(seconds: float = 20) -> dict[str, float]:
+    """CPU-seconds per second that Airflow with PostgreSQL, and Prometheus, spend with nothing
+    running (the scheduler's loop, the DAG processor, scraping): a longer run costs this much
+    more without doing anything more."""
+    airflow0, prom0 = cpu_seconds(("airflow-", "postgres")), cpu_seconds(("prometheus",))
+    time.sleep(seconds)
+    return {"airflow_and_postgres": round((cpu_seconds(("airflow-", "postgres")) - airflow0) / seconds, 3),
+            "prometheus": round((cpu_seconds(("prometheus",)) - prom0) / seconds, 3)}
+
+
 def release(api: AirflowAPI, version: str, analysis: bool) -> dict:
     """One release of ``version`` to test under load; what it cost and what the analysis said."""
     from gantry.hooks.ledger import LedgerHook
@@ -111,6 +121,7 @@ def main() -> None:
     os.environ.update({k: v for k, v in fleetctl.airflow_env().items() if k.startswith("AIRFLOW_CONN_")})
     api = AirflowAPI()
     api.wait_for_dag(DAG)
+    idle = idle_cpu_rate()
     good: dict[str, list[dict]] = {"with_analysis": [], "without_analysis": []}
     for _ in range(a.good_runs):
         for analysis in (True, False):
@@ -132,6 +143,8 @@ def main() -> None:
         return median([r[key] for r in runs])
 
     with_, without = good["with_analysis"], good["without_analysis"]
+    longer = med(with_, "run_span_s") - med(without, "run_span_s")
+    airflow_extra = med(with_, "airflow_and_postgres_cpu_s") - med(without, "airflow_and_postgres_cpu_s")
     result = {
         "command": "benchmarks/analysis.py " + " ".join(sys.argv[1:]),
         "environment": ENV, "plan": PLAN, "hosts": 5,
@@ -150,6 +163,10 @@ def main() -> None:
             "prometheus_cpu_s_without_analysis_median": med(without, "prometheus_cpu_s"),
             "run_span_s_median": med(with_, "run_span_s"),
             "run_span_s_without_analysis_median": med(without, "run_span_s"),
+            "idle_cpu_s_per_s": idle,
+            # The extra CPU of a run with an analysis, less what Airflow spends idle over the
+            # extra time the run takes (the analysis' intervals): the analysis' own work.
+            "airflow_and_postgres_cpu_s_beyond_idle": round(airflow_extra - idle["airflow_and_postgres"] * longer, 2),
         },
         "bad_builds": bad,
         "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
