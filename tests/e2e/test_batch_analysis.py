@@ -67,7 +67,7 @@ def test_bad_builds_alerts_and_a_missing_prometheus_stop_after_the_canary(fleet,
     assert len(hosts) >= 3
     canary, rest = hosts[0], hosts[1:]
 
-    def rolled_back(r: Release, metric: str) -> dict:
+    def rolled_back(r: Release, version: str, metric: str) -> dict:
         """The canary's analysis failed on ``metric``, it was rolled back to 1.3.1 by the graceful
         path, batch 2 never started; only the canary ever served the bad build. Returns the metric."""
         assert r.state == "failed"
@@ -90,7 +90,6 @@ def test_bad_builds_alerts_and_a_missing_prometheus_stop_after_the_canary(fleet,
         assert all(released[h]["state"] in ("failed", "upstream_failed") for h in rest), \
             {h: released[h]["state"] for h in rest}
         assert all(o["outcome"] == "not_started" for h, o in outcomes.items() if h in rest[1:])
-        version = next(v for v in r.load.served if v[1] == canary and v[0] != "1.3.1")[0]
         assert r.load.hosts_serving(version) == {canary}, r.load.served
         print(f"{version}: {len(r.load.failures)} of {r.load.total} requests failed; the canary served it "
               f"{in_rotation_seconds(back, outcomes[canary]):.1f} s")
@@ -116,7 +115,7 @@ def test_bad_builds_alerts_and_a_missing_prometheus_stop_after_the_canary(fleet,
     # 2. A build failing 5 % of its requests. (In this order no test waits for its error alert
     # to end: the next run fails on its own metric, and the one after halts on an alert anyway.)
     r = release(airflow, "1.3.1-errors")
-    errors = rolled_back(r, "error_ratio")
+    errors = rolled_back(r, "1.3.1-errors", "error_ratio")
     assert errors["verdict"] == "FAIL" and len(errors["measurements"]) == 3
     assert sum(m["canary"] > 0.01 for m in errors["measurements"]) >= 2, errors["measurements"]
     assert all(m["baseline"] == 0 and m["canary_requests"] >= 20 for m in errors["measurements"])
@@ -127,7 +126,7 @@ def test_bad_builds_alerts_and_a_missing_prometheus_stop_after_the_canary(fleet,
 
     # 3. A build answering 250 ms slower: the latency fails, rolled back the same way.
     r = release(airflow, "1.3.1-slow")
-    latency = rolled_back(r, "latency_p99")
+    latency = rolled_back(r, "1.3.1-slow", "latency_p99")
     assert latency["verdict"] == "FAIL", latency
     assert all(m["canary"] > m["baseline"] + 0.2 for m in latency["measurements"]), latency["measurements"]
     assert r.load.failures == [], r.load.failures[:5]

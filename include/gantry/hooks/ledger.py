@@ -84,11 +84,11 @@ DECISIONS = ("triggered", "override", "approved", "rejected", "no_answer", "batc
              "soak_accepted", "soak_rejected")
 
 
-# A run's batch analyses as a JSON list (batch, verdict, action), by the index on (dag_id, run_id);
-# ``run`` is the alias of the gantry_release row.
+# A run's batch analyses as a JSON list (batch, verdict, action, score, reason) in the order they
+# ran, by the index on (dag_id, run_id); ``run`` is the alias of the gantry_release row.
 ANALYSES = ("(SELECT COALESCE(jsonb_agg(jsonb_build_object('batch', a.batch, 'verdict', a.verdict, "
-            "'action', a.action) ORDER BY a.id), '[]') FROM gantry_analysis a "
-            "WHERE a.dag_id={run}.dag_id AND a.run_id={run}.run_id)")
+            "'action', a.action, 'score', a.evidence->'score', 'reason', a.evidence->>'reason') ORDER BY a.id), "
+            "'[]') FROM gantry_analysis a WHERE a.dag_id={run}.dag_id AND a.run_id={run}.run_id)")
 
 SCHEMA_LOCK = 0x6761_6E74  # advisory lock key while creating the schema
 
@@ -353,9 +353,7 @@ class LedgerHook(BaseHook):
             "SELECT r.*, v.special, v.route, (SELECT COALESCE(jsonb_agg(jsonb_build_object('kind', d.kind, "
             "'by', d.decided_by, 'detail', left(d.detail, 1000), 'at', d.decided_at) ORDER BY d.id), '[]') "
             "FROM gantry_decision d WHERE d.dag_id=r.dag_id AND d.run_id=r.run_id) AS decisions, "
-            "(SELECT COALESCE(jsonb_agg(jsonb_build_object('batch', a.batch, 'verdict', a.verdict, "
-            "'action', a.action, 'score', a.evidence->'score', 'reason', a.evidence->>'reason') ORDER BY a.id), "
-            "'[]') FROM gantry_analysis a WHERE a.dag_id=r.dag_id AND a.run_id=r.run_id) AS analyses "
+            f"{ANALYSES.format(run='r')} AS analyses "
             "FROM gantry_release r LEFT JOIN gantry_version v "
             "ON v.app=r.app AND v.version=r.version WHERE r.app=:a AND r.environment=:e "
             "AND (CAST(:b AS bigint) IS NULL OR (r.started_at, r.id) < "
@@ -367,7 +365,7 @@ class LedgerHook(BaseHook):
         host, as ``current``) and its last finished attempt other than the reconciler's (as in
         ``where``), each looked up by index: one query however long the ledger. One row per cell
         with ``current`` and ``attempt`` (None when there is none), the batch analyses of each
-        (``current_analyses``, ``attempt_analyses``: batch, verdict, action), and the version's route."""
+        (``current_analyses``, ``attempt_analyses``: as in ``history``), and the version's route."""
         if not cells:
             return []
         columns = ("id, kind, version, previous_version, status, message, run_id, dag_id, triggered_by, "
