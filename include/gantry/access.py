@@ -154,18 +154,75 @@ def may(access: Access, action: str, user: str, roles: Iterable[str]) -> bool:
     return access.grant(action).allows(user, roles)
 
 
-def may_override(config: GantryConfig, environment: str, user: str, roles: Iterable[str]) -> bool:
-    """Whether ``user`` may release to ``environment`` outside its window or in a freeze
-    (the promotion's ``emergency_reason``). Overriding is releasing too: the user needs both.
+def may_override(config: GantryConfig, environment: str, user: str, roles: Iterable[str],
+                 kind: str = "promote") -> bool:
+    """Whether ``user`` may release (or, for a rollback DAG, roll back) in ``environment`` outside
+    its window or in a freeze (the run's ``emergency_reason``). Overriding is acting too: the user
+    needs both.
 
     :param config: Gantry's configuration.
     :param environment: the environment's name.
-    :param user: the Airflow user name who triggered the release.
+    :param user: the Airflow user name who triggers the run.
     :param roles: that user's roles.
+    :param kind: the DAG's kind (``promote``, ``rollback``, ``queue``, ``scheduled``).
     """
     access = config.environment(environment).access
     roles = tuple(roles)
-    return may(access, RELEASE, user, roles) and may(access, OVERRIDE, user, roles)
+    return may(access, TRIGGERED_BY.get(kind, RELEASE), user, roles) and may(access, OVERRIDE, user, roles)
+
+
+def override_refusal(config: GantryConfig, dag_id: str, conf: Mapping, user: str,
+                     roles: Iterable[str]) -> str | None:
+    """Why ``user`` may not start ``dag_id`` with ``conf``, as a sentence, when ``conf`` asks for an
+    emergency override (``emergency_reason``) that the user may not give; None when it may start
+    (no override asked, not a per-environment Gantry DAG, or the user may override).
+
+    :param config: Gantry's configuration.
+    :param dag_id: the DAG to trigger.
+    :param conf: the run's conf as the trigger request gives it.
+    :param user: the user triggering it.
+    :param roles: that user's roles.
+    """
+    reason = conf.get("emergency_reason") if isinstance(conf, Mapping) else None
+    if not reason:
+        return None
+    kind, environment = dag_kind_and_environment(config, dag_id)
+    if environment is None or may_override(config, environment, user, roles, kind):
+        return None
+    grant = config.environment(environment).access.override
+    who = ", ".join([*(f"role {r}" for r in grant.roles)]) or "nobody but Admin"
+    if grant.users:
+        who += f" (only {', '.join(grant.users)})"
+    return (f"{user} may not override {environment}'s release window or freeze (emergency_reason): "
+            f"overriding there is for {who}. Nothing was started; trigger without emergency_reason to "
+            f"wait for the window, or ask someone who may override.")
+
+
+def visible_environments(config: GantryConfig, readable_dag_ids: Iterable[str] | None) -> set[str] | None:
+    """The environments a user may see on the board and in the ledger's REST: those with a DAG
+    the user may read (``gantry.access`` grants every reader ``can_read`` on all of an
+    environment's DAGs). None (no restriction) when ``readable_dag_ids`` is None.
+
+    :param config: Gantry's configuration.
+    :param readable_dag_ids: the DAGs the auth manager lets the user read, or None.
+    """
+    if readable_dag_ids is None:
+        return None
+    return {env for kind, env in map(lambda d: dag_kind_and_environment(config, d), readable_dag_ids) if env}
+
+
+def dag_kind_and_environment(config: GantryConfig, dag_id: str) -> tuple[str | None, str | None]:
+    """The kind and environment of a per-environment Gantry DAG (``gantry_<kind>_<env>``), or
+    ``(None, None)`` for any other DAG.
+
+    :param config: Gantry's configuration.
+    :param dag_id: the DAG's id.
+    """
+    for kind in TRIGGERED_BY:
+        prefix = f"gantry_{kind}_"
+        if dag_id.startswith(prefix) and dag_id[len(prefix):] in config.environments:
+            return kind, dag_id[len(prefix):]
+    return None, None
 
 
 def approval_answerers(env: EnvironmentConfig) -> tuple[str, ...]:
