@@ -186,11 +186,11 @@ def override_refusal(config: GantryConfig, dag_id: str, conf: Mapping, user: str
     reason = conf.get("emergency_reason") if isinstance(conf, Mapping) else None
     if not reason:
         return None
-    kind, environment = dag_kind_and_environment(config, dag_id)
-    if environment is None or may_override(config, environment, user, roles, kind):
+    kind, environment = dag_kind_and_environment(dag_id)
+    if environment not in config.environments or may_override(config, environment, user, roles, kind):
         return None
     grant = config.environment(environment).access.override
-    who = ", ".join([*(f"role {r}" for r in grant.roles)]) or "nobody but Admin"
+    who = ", ".join(f"role {r}" for r in grant.roles) or "nobody but Admin"
     if grant.users:
         who += f" (only {', '.join(grant.users)})"
     return (f"{user} may not override {environment}'s release window or freeze (emergency_reason): "
@@ -208,19 +208,19 @@ def visible_environments(config: GantryConfig, readable_dag_ids: Iterable[str] |
     """
     if readable_dag_ids is None:
         return None
-    return {env for kind, env in map(lambda d: dag_kind_and_environment(config, d), readable_dag_ids) if env}
+    named = (dag_kind_and_environment(dag_id)[1] for dag_id in readable_dag_ids)
+    return {env for env in named if env in config.environments}
 
 
-def dag_kind_and_environment(config: GantryConfig, dag_id: str) -> tuple[str | None, str | None]:
-    """The kind and environment of a per-environment Gantry DAG (``gantry_<kind>_<env>``), or
-    ``(None, None)`` for any other DAG.
+def dag_kind_and_environment(dag_id: str) -> tuple[str | None, str | None]:
+    """The kind and environment named by a per-environment Gantry DAG's id
+    (``gantry_<kind>_<env>``), or ``(None, None)`` for any other DAG.
 
-    :param config: Gantry's configuration.
     :param dag_id: the DAG's id.
     """
     for kind in TRIGGERED_BY:
         prefix = f"gantry_{kind}_"
-        if dag_id.startswith(prefix) and dag_id[len(prefix):] in config.environments:
+        if dag_id.startswith(prefix) and len(dag_id) > len(prefix):
             return kind, dag_id[len(prefix):]
     return None, None
 

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from gantry.access import dag_kind_and_environment
 from gantry.config import GantryConfig
 
 HOST_GROUP = "host"
 STAGE_TASK = f"{HOST_GROUP}.precheck_and_stage"
 RELEASE_TASK = f"{HOST_GROUP}.offline_restart_online"
 PLAN_TASK = "collect_hosts"
-DAG_PATTERN = re.compile(r"gantry_(promote|rollback|queue|scheduled|reconcile)_(.+)")
 FAILED = {"failed", "upstream_failed"}
 FINISHED = {"success", "skipped", "failed", "upstream_failed", "removed"}
 WAITING_ON_A_HUMAN = "awaiting_input"
@@ -39,11 +38,6 @@ def approval_link(base: str, dag_id: str, run_id: str, task_id: str, map_index: 
     """The task instance's "Required Actions" page, where the approver answers."""
     mapped = f"/mapped/{map_index}" if map_index is not None and map_index >= 0 else ""
     return f"{run_link(base, dag_id, run_id)}/tasks/{quote(task_id, safe='')}{mapped}/required_actions"
-
-
-def environment_of(dag_id: str) -> str | None:
-    match = DAG_PATTERN.fullmatch(dag_id)
-    return match.group(2) if match else None
 
 
 # ------------------------------------------------------------------ what Airflow says
@@ -242,7 +236,7 @@ def approvals(config: GantryConfig, airflow: AirflowState, base: str) -> list[di
     for a in airflow.approvals:
         if airflow.readable is not None and a["dag_id"] not in airflow.readable:
             continue
-        env = environment_of(a["dag_id"])
+        env = dag_kind_and_environment(a["dag_id"])[1]
         configured = config.environments.get(env)
         assigned = [u.get("name") or u.get("id") for u in (a.get("assignees") or [])]
         conf = a.get("conf") or {}

@@ -148,19 +148,14 @@ def test_approvals_are_assigned_by_user_name_under_fab():
     assert is_assigned({"alice"}, "alice") and not is_assigned({"alice"}, "rita")
     assert not is_assigned({"3"}, "alice")
 
-    class FabUser:  # FAB's User as the auth manager sees it: a row id and a login name
-        def __init__(self, row_id: int, name: str) -> None:
-            self.row_id, self.name = row_id, name
+    from airflow.providers.fab.auth_manager.models import User
 
-        def get_id(self) -> str:
-            return str(self.row_id)
-
-        def get_name(self) -> str:
-            return self.name
-
-    manager = GantryFabAuthManager.__new__(GantryFabAuthManager)
-    assert manager.is_authorized_hitl_task(assigned_users={"alice"}, user=FabUser(3, "alice"))
-    assert not manager.is_authorized_hitl_task(assigned_users={"3"}, user=FabUser(3, "rita"))
+    manager = GantryFabAuthManager()
+    alice, rita = User(id=3, username="alice"), User(id=4, username="rita")
+    assert alice.get_id() == "3", "FAB's id is the row id: Airflow's own check would need it"
+    assert manager.is_authorized_hitl_task(assigned_users={"alice"}, user=alice)
+    assert not manager.is_authorized_hitl_task(assigned_users={"alice"}, user=rita)
+    assert not manager.is_authorized_hitl_task(assigned_users={"4"}, user=rita), "names, not row ids"
 
 
 def test_override_narrowed_to_users(tmp_path):
